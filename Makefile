@@ -1,0 +1,26 @@
+# Two entry points (see README): `make run` installs everything into .venv and runs the embedded
+# default search; `make test` installs everything and runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch goes in first and pinned: left to choose freely, pip would pull a multi-GB CUDA build here.
+# On a GPU machine, pip's PyPI torch for Linux is the CUDA build; or set TORCH to another wheel.
+TORCH ?= torch==2.13.0
+SPACE ?= minilm
+ARGS ?=
+
+.PHONY: install run test
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bm25,test]"
+	touch $@
+
+run: install
+	$(PY) -m search.run --space $(SPACE) --output-json runs/$(SPACE)-best.json $(ARGS)
+
+test: install
+	$(PY) -m pytest -q tests

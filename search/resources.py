@@ -1,0 +1,51 @@
+"""Resource math: how many workers a trial gets, what each holds, how many trials run at once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from trainables.errors import UsageError
+
+DEFAULT_GPUS_PER_TRIAL = 3
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    num_workers: int
+    use_gpu: bool
+    cpus_per_worker: int
+    concurrency: int
+
+    def worker_resources(self) -> dict:
+        return {"GPU": 1, "CPU": self.cpus_per_worker} if self.use_gpu else {"CPU": self.cpus_per_worker}
+
+
+def plan(cluster_cpus: float, cluster_gpus: float, gpus_per_trial: Optional[int],
+         workers_per_trial: Optional[int], max_concurrent: Optional[int]) -> TrialResources:
+    """GPU mode: one worker per GPU, concurrency = floor(GPUs / GPUs per trial).
+    CPU mode (gpus_per_trial=0, explicit or because the cluster has no GPU): the cores are shared
+    evenly by the workers of the trials running at once."""
+    if gpus_per_trial is None:
+        gpus_per_trial = DEFAULT_GPUS_PER_TRIAL if cluster_gpus >= 1 else 0
+    if gpus_per_trial < 0:
+        raise UsageError("--gpus-per-trial must be >= 0")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UsageError("--max-concurrent must be >= 1")
+    if gpus_per_trial > 0:
+        if gpus_per_trial > cluster_gpus:
+            raise UsageError(f"--gpus-per-trial {gpus_per_trial} but the cluster has {int(cluster_gpus)} GPU(s); "
+                             f"use --gpus-per-trial 0 for CPU training")
+        if workers_per_trial not in (None, gpus_per_trial):
+            raise UsageError("with GPUs, a trial has one worker per GPU: leave --workers-per-trial unset "
+                             "or equal to --gpus-per-trial")
+        concurrency = int(cluster_gpus // gpus_per_trial)
+        concurrency = min(concurrency, max_concurrent or concurrency)
+        cpus = max(1, int(cluster_cpus // (concurrency * gpus_per_trial)) - 0)
+        return TrialResources(gpus_per_trial, True, min(cpus, 8), concurrency)
+    workers = workers_per_trial or 1
+    if workers < 1:
+        raise UsageError("--workers-per-trial must be >= 1")
+    if workers > cluster_cpus:
+        raise UsageError(f"--workers-per-trial {workers} but the cluster has {int(cluster_cpus)} CPU(s)")
+    concurrency = min(max_concurrent or 1, int(cluster_cpus // workers))
+    return TrialResources(workers, False, int(cluster_cpus // (workers * concurrency)), concurrency)

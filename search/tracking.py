@@ -1,0 +1,106 @@
+"""MLflow bookkeeping, done by the driver: one parent run per search, one child run per trial.
+
+The driver sees every trial's start, per-epoch result, end and error through Tune's callbacks,
+so a trial whose workers are killed still has its run closed with the right status, and a
+killed search is marked KILLED on the next --resume.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from trainables.errors import UsageError
+
+EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "lr", "pairs_per_s",
+                 "train_s", "eval_s")
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def default_uri(storage: Path) -> str:
+    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
+
+
+def connect(uri: str, experiment: str, storage: Path) -> tuple[MlflowClient, str]:
+    """(client, experiment id), creating the experiment with artifacts under storage when new."""
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return client, found.experiment_id
+        location = (storage / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+        return client, client.create_experiment(experiment, artifact_location=location)
+    except Exception as err:  # network, auth or store errors: the user's URI is the cause
+        raise UsageError(f"cannot use MLflow tracking URI {uri!r}: {type(err).__name__}: {str(err)[:200]}") from None
+
+
+def close_stale_runs(client: MlflowClient, experiment_id: str, status: str = "KILLED") -> int:
+    """Runs still RUNNING belong to a driver that died; give them a final status."""
+    stale = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=10_000)
+    for run in stale:
+        client.set_terminated(run.info.run_id, status)
+    return len(stale)
+
+
+class TrialRuns(tune.Callback):
+    """Tune callback mirroring each trial into a nested MLflow run."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, fixed_params: dict):
+        self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+        self.fixed_params = fixed_params
+        self.run_ids: dict[str, str] = {}
+        self.best: dict[str, tuple[float, int]] = {}
+        self._client = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:  # created lazily: callbacks are pickled when the Tuner is saved
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def __getstate__(self):
+        return {**self.__dict__, "_client": None}
+
+    def run_id(self, trial) -> str:
+        if trial.trial_id not in self.run_ids:
+            found = self.client.search_runs(
+                [self.experiment_id], f"tags.trial_id = '{trial.trial_id}' and tags.`{PARENT_TAG}` = "
+                f"'{self.parent_run_id}'", max_results=1)
+            if found:
+                self.run_ids[trial.trial_id] = found[0].info.run_id
+                self.client.update_run(found[0].info.run_id, status="RUNNING")
+            else:
+                run = self.client.create_run(self.experiment_id, run_name=str(trial),
+                                             tags={PARENT_TAG: self.parent_run_id, "trial_id": trial.trial_id})
+                self.run_ids[trial.trial_id] = run.info.run_id
+                params = {**self.fixed_params, **trial.config}
+                for key, value in params.items():
+                    self.client.log_param(run.info.run_id, key, value)
+        return self.run_ids[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id, epoch = self.run_id(trial), int(result.get("epoch", result.get("training_iteration", 0)))
+        for name in EPOCH_METRICS:
+            if isinstance(result.get(name), (int, float)):
+                self.client.log_metric(run_id, name, float(result[name]), step=epoch)
+        if "checkpoint_path" in result:
+            self.client.set_tag(run_id, "checkpoint_path", result["checkpoint_path"])
+        best = self.best.get(trial.trial_id)
+        if "ndcg_at_10" in result and (best is None or result["ndcg_at_10"] > best[0]):
+            self.best[trial.trial_id] = (result["ndcg_at_10"], epoch)
+            self.client.set_tag(run_id, "best_epoch", epoch)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.client.set_terminated(self.run_id(trial), "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.client.set_terminated(self.run_id(trial), "FAILED")
+
+    def close_open(self, status: str) -> None:
+        for run_id in self.run_ids.values():
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, status)

@@ -1,0 +1,47 @@
+"""Epoch checkpoints: `model/` (save_pretrained: safetensors + tokenizer) and `state.pt`.
+
+`model/` loads as it is with transformers or sentence-transformers' CrossEncoder. `state.pt`
+holds the optimiser, scheduler, step, epoch and torch RNG state; it is read with
+weights_only=True so a checkpoint can never run code.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from trainables.errors import UsageError
+
+STATE_FILE = "state.pt"
+MODEL_DIR = "model"
+
+
+def save_checkpoint(directory, model, tokenizer, optimizer, scheduler, step: int, epoch: int) -> Path:
+    """Write a complete checkpoint into `directory`, via a temporary sibling renamed at the end,
+    so a crash mid-write never leaves a directory that looks complete."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp / MODEL_DIR, safe_serialization=True)
+    tokenizer.save_pretrained(tmp / MODEL_DIR)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "step": step, "epoch": epoch, "torch_rng": torch.get_rng_state()}, tmp / STATE_FILE)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return directory
+
+
+def load_state(directory) -> dict:
+    path = Path(directory) / STATE_FILE
+    if not path.is_file() or not (Path(directory) / MODEL_DIR / "config.json").is_file():
+        raise UsageError(f"{directory}: not a checkpoint (needs {MODEL_DIR}/ and {STATE_FILE})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UsageError(f"{path}: corrupt checkpoint state ({type(err).__name__})") from None
+    missing = {"optimizer", "scheduler", "step", "epoch"} - set(state)
+    if missing:
+        raise UsageError(f"{path}: checkpoint state lacks {', '.join(sorted(missing))}")
+    return state

@@ -1,0 +1,87 @@
+"""TrainConfig: every setting one trial's training reads, built from the trial's config dict.
+
+Keys are the field names; a key that is not a field raises UsageError naming it, so a typo in
+a search space or a flag can never be silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from trainables.errors import UsageError
+
+OPTIMIZERS = ("adamw", "lion")
+SCHEDULERS = ("constant", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what is trained
+    model: str
+    data_dir: str
+    max_length: int = 128
+    # optimisation (the searched part)
+    optimizer: str = "adamw"
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    beta1: Optional[float] = None  # None: the optimiser's own default (AdamW 0.9/0.999, Lion 0.9/0.99)
+    beta2: Optional[float] = None
+    scheduler: str = "linear"
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    # batch geometry: batch_size is the global batch per optimiser step, whatever the world size,
+    # so the same config means the same optimisation on 1 or N workers.
+    batch_size: int = 32
+    grad_accum: int = 1
+    epochs: int = 2
+    bf16: bool = True  # used only where the device supports it (CUDA with bf16)
+    seed: int = 0
+    # training pairs and dev split
+    dev_fraction: float = 0.2
+    split_seed: int = 0
+    negatives_per_query: int = 8
+    negative_depth: int = 100  # hard negatives are drawn from this many first-stage candidates
+    positive_level: int = 2  # rel >= this is relevant (TREC DL convention); also the metrics' level
+    graded_labels: bool = False
+    max_train_queries: Optional[int] = None
+    max_dev_queries: Optional[int] = None
+    # evaluation
+    rerank_depth: int = 100
+    eval_batch_size: int = 64
+    # plumbing, not hyperparameters
+    num_threads: Optional[int] = None  # torch intra-op threads per worker; None: torch's default
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise UsageError(f"unknown config key {key!r} (valid keys: {', '.join(sorted(known))})")
+        for key in ("model", "data_dir"):
+            if key not in values:
+                raise UsageError(f"config key {key!r} is required")
+        return cls(**values)
+
+    def __post_init__(self):
+        def need(ok: bool, key: str, why: str):
+            if not ok:
+                raise UsageError(f"config key {key!r}={getattr(self, key)!r}: {why}")
+
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        need(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
+        need(self.lr > 0, "lr", "must be > 0")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        need(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
+        for key in ("batch_size", "grad_accum", "epochs", "max_length", "rerank_depth",
+                    "eval_batch_size", "negative_depth"):
+            need(getattr(self, key) >= 1, key, "must be >= 1")
+        need(self.negatives_per_query >= 0, "negatives_per_query", "must be >= 0")
+        need(0 < self.dev_fraction < 1, "dev_fraction", "must be in (0, 1)")
+        for key in ("beta1", "beta2"):
+            value = getattr(self, key)
+            need(value is None or 0 <= value < 1, key, "must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,247 @@
+"""Retrieval data in MS MARCO / TREC formats, training pairs, and each worker's share of a batch.
+
+Formats: collection.tsv (pid<TAB>text), queries.tsv (qid<TAB>text), qrels (qid 0 pid rel),
+runs (qid Q0 pid rank score tag), triples (qid<TAB>pos_pid<TAB>neg_pid). Every reader names the
+file and line of the first malformed record.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainables.errors import UsageError
+
+RUN_NAMES = ("run.trec", "run.bm25.trec")
+
+
+def _lines(path: Path):
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\n").rstrip("\r")
+            if line.strip():
+                yield number, line
+
+
+def _read_tsv_texts(path: Path, what: str) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for number, line in _lines(Path(path)):
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip():
+            raise UsageError(f"{path}:{number}: expected '{what}<TAB>text', got {line[:80]!r}")
+        key = parts[0].strip()
+        if key in texts:
+            raise UsageError(f"{path}:{number}: duplicate {what} {key!r}")
+        texts[key] = parts[1]
+    if not texts:
+        raise UsageError(f"{path}: no {what}s in file")
+    return texts
+
+
+def read_collection(path) -> dict[str, str]:
+    return _read_tsv_texts(Path(path), "pid")
+
+
+def read_queries(path) -> dict[str, str]:
+    return _read_tsv_texts(Path(path), "qid")
+
+
+def read_qrels(path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in _lines(Path(path)):
+        parts = line.split()
+        if len(parts) != 4 or not _is_int(parts[3]):
+            raise UsageError(f"{path}:{number}: expected 'qid 0 pid rel', got {line[:80]!r}")
+        qid, _, pid, rel = parts
+        judged = qrels.setdefault(qid, {})
+        if pid in judged:
+            raise UsageError(f"{path}:{number}: duplicate judgment for query {qid!r} passage {pid!r}")
+        judged[pid] = int(rel)
+    if not qrels:
+        raise UsageError(f"{path}: no judgments in file")
+    return qrels
+
+
+def read_run(path) -> dict[str, dict[str, float]]:
+    run: dict[str, dict[str, float]] = {}
+    for number, line in _lines(Path(path)):
+        parts = line.split()
+        if len(parts) != 6 or not _is_int(parts[3]) or not _is_float(parts[4]):
+            raise UsageError(f"{path}:{number}: expected 'qid Q0 pid rank score tag', got {line[:80]!r}")
+        qid, _, pid, _, score, _ = parts
+        ranked = run.setdefault(qid, {})
+        if pid in ranked:
+            raise UsageError(f"{path}:{number}: passage {pid!r} appears twice for query {qid!r}")
+        ranked[pid] = float(score)
+    if not run:
+        raise UsageError(f"{path}: no results in run file")
+    return run
+
+
+def write_run(run: dict[str, dict[str, float]], path, tag: str) -> None:
+    """Write a TREC run, ranks in trec_eval order (score desc, pid desc); atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for qid, scores in run.items():
+            for rank, (pid, score) in enumerate(ranked(scores), start=1):
+                out.write(f"{qid} Q0 {pid} {rank} {score:.6f} {tag}\n")
+    tmp.replace(path)
+
+
+def ranked(scores: dict[str, float]) -> list[tuple[str, float]]:
+    """trec_eval's order: score descending, ties by docid descending (string order)."""
+    return sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass
+class RetrievalData:
+    """A data directory: collection, queries, graded qrels and a first-stage run."""
+
+    collection: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    run: dict[str, dict[str, float]]
+    run_path: Path
+
+    @classmethod
+    def load(cls, directory) -> "RetrievalData":
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise UsageError(f"{directory}: data directory not found")
+        run_path = find_run_file(directory)
+        data = cls(
+            collection=read_collection(directory / "collection.tsv"),
+            queries=read_queries(directory / "queries.tsv"),
+            qrels=read_qrels(directory / "qrels.txt"),
+            run=read_run(run_path),
+            run_path=run_path,
+        )
+        data.check()
+        return data
+
+    def check(self) -> None:
+        for qid in self.qrels:
+            if qid not in self.queries:
+                raise UsageError(f"qrels name query {qid!r}, which is not in queries.tsv")
+        for qid, scores in self.run.items():
+            if qid not in self.queries:
+                raise UsageError(f"{self.run_path}: query {qid!r} is not in queries.tsv")
+            for pid in scores:
+                if pid not in self.collection:
+                    raise UsageError(f"{self.run_path}: passage {pid!r} (query {qid}) is not in collection.tsv")
+        if not set(self.qrels) & set(self.run):
+            raise UsageError(f"{self.run_path}: no query of the run has judgments in qrels.txt")
+
+
+def find_run_file(directory: Path) -> Path:
+    for name in RUN_NAMES:
+        if (directory / name).is_file():
+            return directory / name
+    found = sorted(directory.glob("*.trec"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"{directory}: no first-stage run (*.trec); make one with python -m search.bm25")
+    raise UsageError(f"{directory}: several run files ({', '.join(p.name for p in found)}); keep one")
+
+
+def split_queries(data: RetrievalData, dev_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split of the judged, retrieved queries into (train, dev); every worker gets the same."""
+    usable = sorted(set(data.qrels) & set(data.run))
+    random.Random(seed).shuffle(usable)
+    n_dev = max(1, round(len(usable) * dev_fraction))
+    if n_dev >= len(usable):
+        raise UsageError(f"only {len(usable)} judged queries: too few to split into train and dev")
+    return sorted(usable[n_dev:]), sorted(usable[:n_dev])
+
+
+@dataclass(frozen=True)
+class Pair:
+    qid: str
+    pid: str
+    label: float
+
+
+def training_pairs(data: RetrievalData, qids: list[str], negatives_per_query: int, negative_depth: int,
+                   positive_level: int, graded: bool, seed: int) -> list[Pair]:
+    """Judged positives plus first-stage hard negatives for each training query.
+
+    Passages judged 0 < rel < positive_level are neither positive nor negative unless labels are
+    graded: in binary mode they are ambiguous, so they are left out.
+    """
+    rng = random.Random(seed)
+    top_grade = max(max(judged.values()) for judged in data.qrels.values()) or 1
+    pairs: list[Pair] = []
+    for qid in qids:
+        judged = data.qrels.get(qid, {})
+        for pid, rel in sorted(judged.items()):
+            if pid not in data.collection:
+                continue  # judged passages outside the collection cannot be read
+            if graded and rel > 0:
+                pairs.append(Pair(qid, pid, rel / top_grade))
+            elif rel >= positive_level:
+                pairs.append(Pair(qid, pid, 1.0))
+        candidates = [pid for pid, _ in ranked(data.run.get(qid, {}))[:negative_depth]
+                      if judged.get(pid, 0) == 0]
+        for pid in rng.sample(candidates, min(negatives_per_query, len(candidates))):
+            pairs.append(Pair(qid, pid, 0.0))
+    if not pairs:
+        raise UsageError("no training pairs: the training queries have no judged passages in the collection")
+    return pairs
+
+
+def epoch_order(num_pairs: int, epoch: int, seed: int) -> list[int]:
+    # Distributed workers must agree: every rank draws the same permutation from (seed, epoch),
+    # then takes its own slice of each batch, so no pair is seen twice in one step.
+    order = list(range(num_pairs))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    return order
+
+
+def worker_batches(num_pairs: int, epoch: int, seed: int, batch_size: int, grad_accum: int,
+                   rank: int, world_size: int) -> list[list[list[int]]]:
+    """For each optimiser step: this worker's micro-batches (lists of pair indices).
+
+    The global batch (batch_size pairs) is split evenly over world_size × grad_accum micro-batches.
+    The last incomplete global batch is dropped so every rank runs the same number of steps.
+    """
+    order = epoch_order(num_pairs, epoch, seed)
+    micro = micro_batch_size(batch_size, world_size, grad_accum)
+    steps = []
+    for start in range(0, steps_per_epoch(num_pairs, batch_size) * batch_size, batch_size):
+        batch = order[start:start + batch_size]
+        mine = batch[rank * micro * grad_accum:(rank + 1) * micro * grad_accum]
+        steps.append([mine[i:i + micro] for i in range(0, len(mine), micro)])
+    return steps
+
+
+def steps_per_epoch(num_pairs: int, batch_size: int) -> int:
+    if num_pairs < batch_size:
+        raise UsageError(f"batch_size={batch_size} is larger than the {num_pairs} training pairs")
+    return num_pairs // batch_size
+
+
+def micro_batch_size(batch_size: int, world_size: int, grad_accum: int) -> int:
+    if batch_size % (world_size * grad_accum):
+        raise UsageError(f"batch_size={batch_size} does not split evenly over {world_size} workers "
+                         f"× grad_accum={grad_accum}")
+    return batch_size // (world_size * grad_accum)

@@ -1,0 +1,80 @@
+"""Scoring with official TREC semantics (pytrec_eval), and reranking candidates with a model.
+
+nDCG@10 uses graded gains; MAP, recall and MRR count rel >= relevance_level (2 on TREC DL).
+MRR@10 cuts each ranking at 10 first. Ties are broken by docid descending, as trec_eval does.
+"""
+from __future__ import annotations
+
+import pytrec_eval
+import torch
+
+from trainables.data import ranked
+
+METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "recall_at_1000")
+_TREC_NAMES = {"ndcg_cut_10": "ndcg_at_10", "map": "map", "recall_100": "recall_at_100",
+               "recall_1000": "recall_at_1000"}
+
+
+def per_query_metrics(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],
+                      relevance_level: int = 2) -> dict[str, dict[str, float]]:
+    """{qid: {metric: value}} for every query that has both results and judgments."""
+    run = {qid: scores for qid, scores in run.items() if qid in qrels}
+    evaluator = pytrec_eval.RelevanceEvaluator(
+        qrels, {"ndcg_cut.10", "map", "recall.100", "recall.1000"}, relevance_level=relevance_level)
+    scored = evaluator.evaluate(run)
+    # MRR@10: reciprocal rank within the top 10 of trec_eval's own ordering, 0 beyond it.
+    top10 = {qid: dict(ranked(scores)[:10]) for qid, scores in run.items()}
+    reciprocal = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=relevance_level)
+    for qid, values in reciprocal.evaluate(top10).items():
+        scored[qid]["recip_rank"] = values["recip_rank"]
+    return {qid: {**{_TREC_NAMES[k]: v for k, v in values.items() if k in _TREC_NAMES},
+                  "mrr_at_10": values["recip_rank"]}
+            for qid, values in scored.items()}
+
+
+def mean_metrics(per_query: dict[str, dict[str, float]], judged_qids=None) -> dict[str, float]:
+    """Mean over scored queries; with judged_qids, over all of them, missing ones counting 0 (trec_eval -c)."""
+    qids = sorted(judged_qids) if judged_qids is not None else sorted(per_query)
+    if not qids:
+        return {name: 0.0 for name in METRICS} | {"num_queries": 0}
+    means = {name: sum(per_query.get(q, {}).get(name, 0.0) for q in qids) / len(qids) for name in METRICS}
+    return means | {"num_queries": len(qids)}
+
+
+def score_run(run, qrels, relevance_level: int = 2, complete: bool = False) -> dict[str, float]:
+    per_query = per_query_metrics(run, qrels, relevance_level)
+    return mean_metrics(per_query, judged_qids=qrels.keys() if complete else None)
+
+
+def candidates(run: dict[str, dict[str, float]], qids, depth: int) -> list[tuple[str, str]]:
+    """(qid, pid) for the top `depth` first-stage results of each query, in rank order."""
+    return [(qid, pid) for qid in qids for pid, _ in ranked(run.get(qid, {}))[:depth]]
+
+
+@torch.no_grad()
+def rerank_scores(model, tokenizer, pairs: list[tuple[str, str]], queries: dict[str, str],
+                  collection: dict[str, str], max_length: int, batch_size: int, device,
+                  autocast_dtype=None, progress=None) -> list[float]:
+    """Model scores for (qid, pid) pairs, in the order given. Batches are length-sorted to pad less."""
+    model.eval()
+    order = sorted(range(len(pairs)), key=lambda i: len(collection[pairs[i][1]]))
+    scores = [0.0] * len(pairs)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = tokenizer([queries[pairs[i][0]] for i in chunk], [collection[pairs[i][1]] for i in chunk],
+                          padding=True, truncation="only_second", max_length=max_length,
+                          return_tensors="pt").to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(**batch).logits.view(-1).float()
+        for i, value in zip(chunk, logits.tolist()):
+            scores[i] = value
+        if progress:
+            progress(len(chunk))
+    return scores
+
+
+def to_run(pairs: list[tuple[str, str]], scores: list[float]) -> dict[str, dict[str, float]]:
+    run: dict[str, dict[str, float]] = {}
+    for (qid, pid), score in zip(pairs, scores):
+        run.setdefault(qid, {})[pid] = score
+    return run

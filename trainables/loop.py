@@ -1,0 +1,147 @@
+"""The per-worker training loop that Ray Train's TorchTrainer runs on every worker of a trial.
+
+Reads top to bottom: config → data → model (fresh or from checkpoint) → epochs of
+(train steps → dev rerank + score → checkpoint + report). Tune and ASHA act on each report.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from trainables.checkpoint import MODEL_DIR, load_state, save_checkpoint
+from trainables.config import TrainConfig
+from trainables.data import RetrievalData, split_queries, steps_per_epoch, training_pairs, worker_batches
+from trainables.evaluate import candidates, mean_metrics, per_query_metrics, rerank_scores, to_run
+from trainables.models import load_reranker, native_dir, require
+from trainables.optim import build_optimizer, build_scheduler
+
+
+def train_loop_per_worker(config: dict) -> None:
+    cfg = TrainConfig.from_dict(config)
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    quiet_libraries()
+
+    # Distributed workers must agree: same files, same seeded split, same pairs on every rank.
+    data = RetrievalData.load(cfg.data_dir)
+    train_qids, dev_qids = split_queries(data, cfg.dev_fraction, cfg.split_seed)
+    train_qids, dev_qids = train_qids[:cfg.max_train_queries], dev_qids[:cfg.max_dev_queries]
+    pairs = training_pairs(data, train_qids, cfg.negatives_per_query, cfg.negative_depth,
+                           cfg.positive_level, cfg.graded_labels, cfg.seed)
+    dev_pairs = candidates(data.run, dev_qids, cfg.rerank_depth)
+    steps_each_epoch = steps_per_epoch(len(pairs), cfg.batch_size)
+
+    checkpoint = ray.train.get_checkpoint()
+    with checkpoint.as_directory() if checkpoint else nullcontext() as checkpoint_dir:
+        state = load_state(checkpoint_dir) if checkpoint_dir else None
+        model_dir = Path(checkpoint_dir) / MODEL_DIR if checkpoint_dir else native_dir(
+            require(cfg.model), Path(tempfile.gettempdir()) / "rerank-search")
+        torch.manual_seed(cfg.seed)  # the new head starts the same on every rank
+        tokenizer, model = load_reranker(model_dir)
+    model.to(device)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, total_steps=steps_each_epoch * cfg.epochs)
+    step, first_epoch = 0, 0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, first_epoch = state["step"], state["epoch"] + 1
+        torch.set_rng_state(state["torch_rng"])
+    model = ray.train.torch.prepare_model(model)  # DDP when world_size > 1: gradients are averaged
+    autocast_dtype = torch.bfloat16 if cfg.bf16 and bf16_supported(device) else None
+
+    for epoch in range(first_epoch, cfg.epochs):
+        model.train()
+        started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
+        batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size)
+        for micro_batches in batches:
+            for index, micro in enumerate(micro_batches):
+                inputs, labels = encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
+                last = index == len(micro_batches) - 1
+                # DDP all-reduces gradients on the last micro-batch of a step only.
+                with nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+                    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                        logits = model(**inputs).logits.view(-1).float()
+                    loss = F.binary_cross_entropy_with_logits(logits, labels) / len(micro_batches)
+                    loss.backward()
+                loss_sum += loss.detach()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+        train_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        metrics = evaluate_dev(unwrap(model), tokenizer, data, dev_pairs, cfg, device, autocast_dtype,
+                               rank, world_size)
+        metrics.update(epoch=epoch + 1, step=step, lr=scheduler.get_last_lr()[0],
+                       train_loss=mean_over_workers(loss_sum, world_size).item() / len(batches),
+                       pairs_per_s=len(batches) * cfg.batch_size / train_seconds,
+                       train_s=train_seconds, eval_s=time.perf_counter() - started)
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = None
+            if rank == 0:  # one writer; the other ranks report the same metrics without a checkpoint
+                saved = ray.train.Checkpoint.from_directory(save_checkpoint(
+                    Path(tmp) / "checkpoint", unwrap(model), tokenizer, optimizer, scheduler, step, epoch))
+            ray.train.report(metrics, checkpoint=saved)
+
+
+def encode(pairs, data: RetrievalData, tokenizer, max_length: int, device):
+    """Tokenise (query, passage) pairs, padded only to the longest in the batch."""
+    inputs = tokenizer([data.queries[p.qid] for p in pairs], [data.collection[p.pid] for p in pairs],
+                       padding=True, truncation="only_second", max_length=max_length, return_tensors="pt")
+    labels = torch.tensor([p.label for p in pairs], dtype=torch.float32)
+    return inputs.to(device), labels.to(device)
+
+
+def evaluate_dev(model, tokenizer, data, dev_pairs, cfg: TrainConfig, device, autocast_dtype,
+                 rank: int, world_size: int) -> dict:
+    """Each rank scores its share of the dev candidates; all ranks gather every score and so
+    compute (and report) the same metrics."""
+    mine = dev_pairs[rank::world_size]
+    scores = rerank_scores(model, tokenizer, mine, data.queries, data.collection, cfg.max_length,
+                           cfg.eval_batch_size, device, autocast_dtype)
+    shares = [(mine, scores)]
+    if world_size > 1:
+        shares = [None] * world_size
+        dist.all_gather_object(shares, (mine, scores))  # workers must agree: every rank takes part
+    run = {}
+    for share_pairs, share_scores in shares:
+        for qid, scored in to_run(share_pairs, share_scores).items():
+            run.setdefault(qid, {}).update(scored)
+    return mean_metrics(per_query_metrics(run, data.qrels, cfg.positive_level))
+
+
+def mean_over_workers(value: torch.Tensor, world_size: int) -> torch.Tensor:
+    if world_size > 1:
+        value = value.clone()
+        dist.all_reduce(value)  # workers must agree: every rank calls this once per epoch
+        value /= world_size
+    return value
+
+
+def bf16_supported(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def quiet_libraries() -> None:
+    import transformers
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()

