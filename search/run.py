@@ -21,7 +21,7 @@ METRIC, MODE = "ndcg_at_10", "max"
 # The embedded data is small: short inputs, small batches and a shallow rerank keep the default
 # search within minutes on two CPU cores.
 EMBEDDED_SETTINGS = dict(max_length=64, batch_size=16, negatives_per_query=3, rerank_depth=20, epochs=2)
-EMBEDDED_TRIALS = 4
+EMBEDDED_TRIALS = 6
 SMOKE_SETTINGS = dict(max_length=48, batch_size=8, negatives_per_query=3, rerank_depth=10, epochs=2,
                       max_train_queries=16, max_dev_queries=6)
 RUNTIME_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",

@@ -1,0 +1,72 @@
+import pytest
+
+from trainables.data import (RetrievalData, read_collection, read_qrels, read_run, split_queries, training_pairs,
+                             worker_batches)
+from trainables.errors import UsageError
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("reader,name,text,needle", [
+    (read_collection, "collection.tsv", "1\tok\n2 no tab\n", "collection.tsv:2"),
+    (read_collection, "collection.tsv", "1\ta\n1\tb\n", "duplicate pid '1'"),
+    (read_qrels, "qrels.txt", "1 0 7 2\n1 0 8 x\n", "qrels.txt:2"),
+    (read_run, "run.trec", "1 Q0 7 1 3.2 t\n1 Q0 8 2 t\n", "run.trec:2"),
+    (read_run, "run.trec", "", "no results"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, reader, name, text, needle):
+    with pytest.raises(UsageError, match=needle):
+        reader(write(tmp_path, name, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UsageError, match="file not found"):
+        read_queries_path = tmp_path / "queries.tsv"
+        read_collection(read_queries_path)
+
+
+def test_directory_checks_qrels_queries(tmp_path):
+    write(tmp_path, "collection.tsv", "p1\ta\np2\tb\n")
+    write(tmp_path, "queries.tsv", "q1\tquery\n")
+    write(tmp_path, "qrels.txt", "q2 0 p1 1\n")
+    write(tmp_path, "run.trec", "q1 Q0 p1 1 2.0 t\n")
+    with pytest.raises(UsageError, match="'q2'"):
+        RetrievalData.load(tmp_path)
+
+
+def test_embedded_split_and_pairs():
+    from tests.conftest import EMBEDDED
+    data = RetrievalData.load(EMBEDDED)
+    train, dev = split_queries(data, 0.2, seed=0)
+    assert not set(train) & set(dev) and len(dev) == round(0.2 * (len(train) + len(dev)))
+    assert (train, dev) == split_queries(data, 0.2, seed=0)
+    pairs = training_pairs(data, train[:10], negatives_per_query=3, negative_depth=20, positive_level=2,
+                           graded=False, seed=0)
+    positives = [p for p in pairs if p.label == 1.0]
+    assert len(positives) == 10 and len(pairs) == 40
+    for pair in pairs:  # binary mode: negatives are never judged relevant or partially relevant
+        assert data.qrels[pair.qid].get(pair.pid, 0) == (3 if pair.label else 0)
+
+
+@pytest.mark.parametrize("world_size,accum", [(1, 1), (2, 1), (2, 2), (4, 2)])
+def test_worker_batches_partition_each_global_batch(world_size, accum):
+    per_rank = [worker_batches(50, epoch=1, seed=3, batch_size=8, grad_accum=accum, rank=r, world_size=world_size)
+                for r in range(world_size)]
+    steps = len(per_rank[0])
+    assert steps == 50 // 8 and all(len(p) == steps for p in per_rank)
+    seen = []
+    for step in range(steps):
+        batch = [i for rank in per_rank for micro in rank[step] for i in micro]
+        assert len(batch) == 8 and len(set(batch)) == 8
+        assert all(len(rank[step]) == accum for rank in per_rank)
+        seen += batch
+    assert len(set(seen)) == steps * 8
+
+
+def test_batch_must_split_evenly():
+    with pytest.raises(UsageError, match="batch_size=10"):
+        worker_batches(50, 0, 0, batch_size=10, grad_accum=1, rank=0, world_size=3)

@@ -1,0 +1,28 @@
+"""End to end: the real CLI, real Ray (local), real Optuna, real MLflow store, tiny model."""
+import json
+
+from mlflow.tracking import MlflowClient
+
+from search.run import main
+
+
+def test_smoke_search_two_trials_two_workers(tmp_path):
+    out = tmp_path / "best.json"
+    summary = main(["--space", "minilm", "--smoke-test", "--trials", "2", "--workers-per-trial", "2",
+                    "--storage", str(tmp_path / "runs"), "--output-json", str(out), "--experiment", "smoke"])
+    saved = json.loads(out.read_text())
+    assert saved["best"]["checkpoint"] and saved["best"]["config"]["optimizer"] in ("adamw", "lion")
+    assert len(saved["trials"]) == 2 and summary["first_stage"]["num_queries"] == 6
+    client = MlflowClient(saved["mlflow_uri"])
+    experiment = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == saved["parent_run_id"]]
+    assert len(parents) == 1 and len(children) == 2
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for child in children:
+        assert {"ndcg_at_10", "map", "mrr_at_10", "train_loss", "lr", "pairs_per_s"} <= set(child.data.metrics)
+        assert child.data.params["optimizer"] in ("adamw", "lion") and "checkpoint_path" in child.data.tags
+        history = client.get_metric_history(child.info.run_id, "ndcg_at_10")
+        assert [m.step for m in history] == list(range(1, len(history) + 1))
+    assert parents[0].data.params["space"] == "minilm" and "git_commit" in parents[0].data.tags

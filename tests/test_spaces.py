@@ -1,0 +1,40 @@
+import optuna
+import pytest
+
+import spaces
+from search.run import EMBEDDED_SETTINGS
+from trainables.config import TrainConfig
+from trainables.errors import UsageError
+
+
+@pytest.mark.parametrize("name", ["minilm", "gte", "modernbert"])
+def test_every_space_samples_valid_train_configs(name):
+    space = spaces.get_space(name)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5), direction="maximize")
+    seen = set()
+    for i in range(30):
+        trial = study.ask()
+        space.suggest(trial)
+        params = trial.params
+        cfg = TrainConfig.from_dict({**space.fixed, **EMBEDDED_SETTINGS, **params, "model": "m", "data_dir": "d"})
+        low, high = space.lr[cfg.optimizer]
+        assert low <= cfg.lr <= high
+        low, high = space.weight_decay[cfg.optimizer]
+        assert low <= cfg.weight_decay <= high
+        seen.add((cfg.optimizer, cfg.scheduler))
+        study.tell(trial, float(i % 7))
+    assert {opt for opt, _ in seen} == {"adamw", "lion"}
+    assert {sch for _, sch in seen} == {"constant", "linear", "cosine"}
+
+
+@pytest.mark.parametrize("name", ["minilm", "gte", "modernbert"])
+def test_lion_regime_is_lower_lr_higher_decay(name):
+    space = spaces.get_space(name)
+    lr_ratio = space.lr["adamw"][1] / space.lr["lion"][1]
+    wd_ratio = space.weight_decay["lion"][1] / space.weight_decay["adamw"][1]
+    assert 3 <= lr_ratio <= 10 and 3 <= wd_ratio <= 10
+
+
+def test_unknown_space_lists_valid_ones():
+    with pytest.raises(UsageError, match="gte, minilm, modernbert"):
+        spaces.get_space("bert-large")
