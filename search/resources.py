@@ -40,8 +40,8 @@ def plan(cluster_cpus: float, cluster_gpus: float, gpus_per_trial: Optional[int]
                              "or equal to --gpus-per-trial")
         concurrency = int(cluster_gpus // gpus_per_trial)
         concurrency = min(concurrency, max_concurrent or concurrency)
-        cpus = max(1, int(cluster_cpus // (concurrency * gpus_per_trial)) - 0)
-        return TrialResources(gpus_per_trial, True, min(cpus, 8), concurrency)
+        cpus = max(1, int(cluster_cpus // (concurrency * gpus_per_trial)))  # for tokenising and loading
+        return TrialResources(gpus_per_trial, True, cpus, concurrency)
     workers = workers_per_trial or 1
     if workers < 1:
         raise UsageError("--workers-per-trial must be >= 1")

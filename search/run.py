@@ -157,7 +157,7 @@ def build_tuner(space, args, base, resources, trials, storage: Path, callbacks, 
     )
 
 
-def summarize(results, trials_to_show) -> list[dict]:
+def summarize(results) -> list[dict]:
     rows = []
     for result in results:
         metrics = result.metrics or {}
@@ -227,12 +227,12 @@ def main(argv=None) -> dict:
     try:
         tuner = build_tuner(space, args, base, resources, trials, storage, [trial_runs], experiment)
         results = tuner.fit()
-        rows = summarize(results, trials)
-        finished = [r for r in rows if r["metrics"]["ndcg_at_10"] is not None]
-        # Trials compare on their final epoch (scope "last"); the best epoch is only shown in MLflow.
-        best = max(finished, key=lambda r: (r["epochs"] or 0, r["metrics"]["ndcg_at_10"]), default=None)
-        best = max((r for r in finished if r["epochs"] == base["epochs"]), key=lambda r: r["metrics"]["ndcg_at_10"],
-                   default=best)
+        rows = summarize(results)
+        scored = [r for r in rows if r["metrics"]["ndcg_at_10"] is not None]
+        # Trials compare on their final epoch's checkpoint; the best epoch is only shown in MLflow.
+        # Trials that ran every epoch come first: an early-stopped trial's last epoch is not final.
+        complete = [r for r in scored if r["epochs"] == base["epochs"]]
+        best = max(complete or scored, key=lambda r: r["metrics"]["ndcg_at_10"], default=None)
         print_table(rows, first_stage, best)
         summary = {"space": space.name, "experiment": experiment, "mlflow_uri": uri, "parent_run_id": parent_id,
                    "first_stage": first_stage, "best": best, "trials": rows}

@@ -1,0 +1,26 @@
+import pytest
+
+from search.resources import plan
+from trainables.errors import UsageError
+
+
+def test_gpu_cluster_defaults_to_three_gpus_per_trial():
+    resources = plan(cluster_cpus=32, cluster_gpus=8, gpus_per_trial=None, workers_per_trial=None, max_concurrent=None)
+    assert (resources.num_workers, resources.use_gpu, resources.concurrency) == (3, True, 2)
+    assert resources.worker_resources()["GPU"] == 1
+
+
+def test_max_concurrent_caps_concurrency():
+    assert plan(32, 8, 2, None, max_concurrent=1).concurrency == 1
+
+
+def test_cpu_mode_shares_cores():
+    resources = plan(cluster_cpus=2, cluster_gpus=0, gpus_per_trial=None, workers_per_trial=2, max_concurrent=None)
+    assert (resources.num_workers, resources.use_gpu, resources.cpus_per_worker, resources.concurrency) == (2, False, 1, 1)
+
+
+@pytest.mark.parametrize("args,needle", [((2, 0, 1, None, None), "has 0 GPU"), ((2, 0, 0, 3, None), "2 CPU"),
+                                         ((8, 4, 2, 3, None), "one worker per GPU"), ((2, 0, 0, 1, 0), "max-concurrent")])
+def test_impossible_requests_fail_at_once(args, needle):
+    with pytest.raises(UsageError, match=needle):
+        plan(*args)
