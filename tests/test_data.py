@@ -25,8 +25,7 @@ def test_malformed_files_name_file_and_line(tmp_path, reader, name, text, needle
 
 def test_missing_file(tmp_path):
     with pytest.raises(UsageError, match="file not found"):
-        read_queries_path = tmp_path / "queries.tsv"
-        read_collection(read_queries_path)
+        read_collection(tmp_path / "collection.tsv")
 
 
 def test_directory_checks_qrels_queries(tmp_path):
