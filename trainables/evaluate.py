@@ -78,3 +78,34 @@ def to_run(pairs: list[tuple[str, str]], scores: list[float]) -> dict[str, dict[
     for (qid, pid), score in zip(pairs, scores):
         run.setdefault(qid, {})[pid] = score
     return run
+
+
+def interpolate(first_stage: dict[str, dict[str, float]], reranked: dict[str, dict[str, float]],
+                first_stage_weight: float) -> dict[str, dict[str, float]]:
+    """weight·first stage + (1 − weight)·model, each min-max normalised within the query's
+    reranked candidates, so the two scales are comparable."""
+    combined = {}
+    for qid, scores in reranked.items():
+        model = _min_max(scores)
+        first = _min_max({pid: first_stage[qid][pid] for pid in scores})
+        combined[qid] = {pid: first_stage_weight * first[pid] + (1 - first_stage_weight) * model[pid]
+                         for pid in scores}
+    return combined
+
+
+def _min_max(scores: dict[str, float]) -> dict[str, float]:
+    low, high = min(scores.values()), max(scores.values())
+    span = high - low or 1.0
+    return {pid: (value - low) / span for pid, value in scores.items()}
+
+
+def append_tail(first_stage: dict[str, dict[str, float]], reranked: dict[str, dict[str, float]],
+                depth: int) -> dict[str, dict[str, float]]:
+    """Reranked top-`depth` followed by the rest of the first-stage ranking in its own order,
+    scored below every reranked passage, so recall beyond the depth is unchanged."""
+    full = {}
+    for qid, scores in reranked.items():
+        floor = min(scores.values())
+        tail = [pid for pid, _ in ranked(first_stage[qid])[depth:]]
+        full[qid] = {**scores, **{pid: floor - 1.0 - i for i, pid in enumerate(tail)}}
+    return full

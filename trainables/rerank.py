@@ -1,0 +1,97 @@
+"""Rerank a first-stage TREC run with a trained cross-encoder and write a new TREC run.
+
+    python -m trainables.rerank --model CKPT_OR_ID --collection collection.tsv --queries queries.tsv \
+        --run run.bm25.trec --out reranked.trec [--depth 100] [--batch-size 64] [--qrels qrels.txt]
+
+--model takes a search checkpoint directory (the one holding model/ and state.pt: a search's best
+checkpoint loads as it is), a saved model directory, or an HF id in the local cache.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from trainables.errors import UsageError, exit_on_usage_error
+
+
+def model_directory(model: str) -> Path:
+    from trainables.checkpoint import MODEL_DIR
+    from trainables.models import native_dir, require
+    path = Path(model).expanduser()
+    if (path / MODEL_DIR / "config.json").is_file():
+        path = path / MODEL_DIR
+    import tempfile
+    return native_dir(require(str(path)), Path(tempfile.gettempdir()) / "rerank-search")
+
+
+def rerank_run(model_dir: Path, collection: dict, queries: dict, run: dict, depth: int, batch_size: int,
+               max_length: int, show_progress: bool = True) -> dict[str, dict[str, float]]:
+    """{qid: {pid: model score}} for each query's top `depth` first-stage candidates."""
+    import torch
+    from tqdm import tqdm
+
+    from trainables.evaluate import candidates, rerank_scores, to_run
+    from trainables.models import load_reranker
+    missing = sorted({pid for hits in run.values() for pid in hits} - set(collection))
+    if missing:
+        raise UsageError(f"the run names passage {missing[0]!r}, which is not in the collection")
+    qids = [qid for qid in run if qid in queries]
+    if not qids:
+        raise UsageError("no query of the run is in the queries file")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    autocast = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    tokenizer, model = load_reranker(model_dir)
+    model.to(device)
+    pairs = candidates(run, qids, depth)
+    with tqdm(total=len(pairs), unit="pair", desc="rerank", disable=not show_progress, file=sys.stderr) as bar:
+        scores = rerank_scores(model, tokenizer, pairs, queries, collection, max_length, batch_size, device,
+                               autocast, progress=bar.update)
+    return to_run(pairs, scores)
+
+
+@exit_on_usage_error
+def main(argv=None) -> dict | None:
+    from trainables.data import read_collection, read_qrels, read_queries, read_run, write_run
+    from trainables.evaluate import append_tail, interpolate, score_run
+    parser = argparse.ArgumentParser(prog="python -m trainables.rerank", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="checkpoint dir, model dir or cached HF id")
+    parser.add_argument("--collection", type=Path, required=True)
+    parser.add_argument("--queries", type=Path, required=True)
+    parser.add_argument("--run", type=Path, required=True, help="first-stage TREC run")
+    parser.add_argument("--out", type=Path, required=True, help="reranked TREC run to write")
+    parser.add_argument("--depth", type=int, default=100, help="candidates reranked per query")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=256, help="tokens per (query, passage) pair")
+    parser.add_argument("--first-stage-weight", type=float, default=0.0,
+                        help="interpolate with the first-stage score (per-query min-max normalised); 0: model only")
+    parser.add_argument("--qrels", type=Path, default=None, help="print metrics against these judgments")
+    parser.add_argument("--relevance-level", type=int, default=2)
+    args = parser.parse_args(argv)
+    for name in ("depth", "batch_size", "max_length"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0 <= args.first_stage_weight <= 1:
+        raise UsageError("--first-stage-weight must be in [0, 1]")
+    # Everything is read and checked before the model loads, so a bad file costs no time.
+    collection, queries, run = read_collection(args.collection), read_queries(args.queries), read_run(args.run)
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    model_dir = model_directory(args.model)
+    reranked = rerank_run(model_dir, collection, queries, run, args.depth, args.batch_size, args.max_length)
+    if args.first_stage_weight:
+        reranked = interpolate(run, reranked, args.first_stage_weight)
+    reranked = append_tail(run, reranked, args.depth)  # the rest keeps its first-stage order: same recall
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_run(reranked, args.out, tag=f"rerank-{model_dir.name}")
+    print(f"wrote {args.out} ({len(reranked)} queries, depth {args.depth})", file=sys.stderr)
+    if qrels is not None:
+        scores = score_run(reranked, qrels, args.relevance_level)
+        first = score_run({q: run[q] for q in reranked}, qrels, args.relevance_level)
+        for name in ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100"):
+            print(f"{name:<14} reranked {scores[name]:.4f}   first stage {first[name]:.4f}")
+        return scores
+    return None
+
+
+if __name__ == "__main__":
+    main()
