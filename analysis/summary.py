@@ -1,0 +1,155 @@
+"""From a loaded experiment to the report's numbers: Table I rows and the paired tests, per backbone.
+
+Held-out test scores of the seed reruns are the evidence. A backbone without reruns falls back to
+its best trial per optimizer on dev queries, which is one run and selected on the same queries it
+is scored on, so the report labels it as such and runs no test on it. Trials are compared at their
+final epoch: the epoch a trial was stopped at is the checkpoint it would be used with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analysis.runs import Experiment, Rerun, Search, Trial
+from analysis.stats import (UNDECIDED, Comparison, Verdict, mean_std, paired_comparison, seed_average,
+                            verdict)
+
+METRICS = ("ndcg_at_10", "map", "mrr_at_10")
+LABELS = {"ndcg_at_10": "nDCG@10", "map": "MAP", "mrr_at_10": "MRR@10", "recall_at_100": "R@100"}
+BACKBONE_NAMES = {"minilm": "MiniLM", "gte": "GTE", "modernbert": "ModernBERT"}
+OPTIMIZERS = ("adamw", "lion")
+OPTIMIZER_NAMES = {"adamw": "AdamW", "lion": "Lion"}
+PRIMARY = "ndcg_at_10"
+
+
+def backbone_name(space: str) -> str:
+    return BACKBONE_NAMES.get(space, space)
+
+
+def optimizer_name(optimizer: str) -> str:
+    return OPTIMIZER_NAMES.get(optimizer, optimizer)
+
+
+@dataclass
+class Backbone:
+    """Every search of one space pooled: a --compare-optimizers run has one parent per optimizer."""
+    space: str
+    searches: list[Search]
+
+    @property
+    def all_trials(self) -> list[Trial]:
+        return [t for s in self.searches for t in s.trials]
+
+    @property
+    def trials(self) -> list[Trial]:
+        return [t for t in self.all_trials if t.status == "FINISHED" and t.final(PRIMARY) is not None]
+
+    @property
+    def reruns(self) -> list[Rerun]:
+        return [r for s in self.searches for r in s.reruns if r.status == "FINISHED"]
+
+    @property
+    def max_epochs(self) -> int | None:
+        return max((s.max_epochs for s in self.searches if s.max_epochs), default=None)
+
+    @property
+    def data(self) -> str:
+        return ", ".join(sorted({s.data for s in self.searches}))
+
+    def optimizers(self) -> list[str]:
+        seen = {t.optimizer for t in self.trials} | {r.optimizer for r in self.reruns}
+        return [o for o in OPTIMIZERS if o in seen] + sorted(seen - set(OPTIMIZERS))
+
+
+def backbones(experiment: Experiment) -> list[Backbone]:
+    spaces = {s.space for s in experiment.searches}
+    order = [s for s in BACKBONE_NAMES if s in spaces] + sorted(spaces - set(BACKBONE_NAMES))
+    return [Backbone(space, [s for s in experiment.searches if s.space == space]) for space in order]
+
+
+def best_final_trial(trials: list[Trial], max_epochs: int | None) -> Trial | None:
+    """Highest final-epoch nDCG@10; trials that ran every epoch first, as the search itself picks."""
+    complete = [t for t in trials if max_epochs is not None and t.epochs >= max_epochs]
+    return max(complete or trials, key=lambda t: t.final(PRIMARY), default=None)
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+@dataclass
+class Row:
+    """One line of Table I."""
+    space: str
+    optimizer: str
+    source: str  # "reruns" (test queries, mean ± std over seeds) or "best trial" (dev queries, one run)
+    scores: dict[str, tuple[float, float] | None]  # metric -> (mean, std)
+    n_seeds: int
+    gpu_util: float | None
+    energy_kj: float | None
+    trial: Trial | None = None
+
+
+def _rerun_row(space: str, optimizer: str, reruns: list[Rerun]) -> Row:
+    scores = {}
+    for metric in METRICS:
+        values = [r.metrics[f"test_{metric}"] for r in reruns if f"test_{metric}" in r.metrics]
+        scores[metric] = mean_std(values) if values else None
+    return Row(space, optimizer, "reruns", scores, len(reruns),
+               _mean(r.metrics.get("gpu_util_mean") for r in reruns),
+               _mean(r.metrics.get("energy_kj") for r in reruns))
+
+
+def _trial_row(space: str, optimizer: str, trial: Trial) -> Row:
+    scores = {m: (trial.final(m), 0.0) if trial.final(m) is not None else None for m in METRICS}
+    util = _mean(v for _, v in trial.history.get("gpu_util_mean", []))
+    # energy_kj is logged per epoch, so a trial's energy is the sum over its epochs.
+    energy = sum(v for _, v in trial.history["energy_kj"]) if trial.history.get("energy_kj") else None
+    return Row(space, optimizer, "best trial", scores, 0, util, energy, trial)
+
+
+def table_rows(backbone: Backbone) -> list[Row]:
+    rows = []
+    for optimizer in backbone.optimizers():
+        reruns = [r for r in backbone.reruns if r.optimizer == optimizer]
+        if reruns:
+            rows.append(_rerun_row(backbone.space, optimizer, reruns))
+            continue
+        trial = best_final_trial([t for t in backbone.trials if t.optimizer == optimizer], backbone.max_epochs)
+        if trial is not None:
+            rows.append(_trial_row(backbone.space, optimizer, trial))
+    return rows
+
+
+def per_seed_scores(reruns: list[Rerun], optimizer: str, metric: str) -> list[dict[str, float]]:
+    """One {qid: score} per seed of this optimizer; reruns without per-query scores are left out."""
+    return [{qid: scores[metric] for qid, scores in r.per_query.items() if metric in scores}
+            for r in reruns if r.optimizer == optimizer and r.per_query is not None]
+
+
+@dataclass
+class PairedResult:
+    comparisons: dict[str, Comparison]  # metric -> Lion minus AdamW
+    n_seeds: int  # the smaller seed count of the two optimizers
+    verdict: Verdict  # decided on nDCG@10, the metric the search optimised
+
+
+def paired_tests(backbone: Backbone) -> PairedResult | None:
+    """Lion vs AdamW on the reruns' per-query test scores; None when either optimizer has none."""
+    reruns = backbone.reruns
+    seeds = {o: len(per_seed_scores(reruns, o, PRIMARY)) for o in ("lion", "adamw")}
+    if min(seeds.values()) == 0:
+        return None
+    comparisons = {m: paired_comparison(seed_average(per_seed_scores(reruns, "lion", m)),
+                                        seed_average(per_seed_scores(reruns, "adamw", m))) for m in METRICS}
+    n_seeds = min(seeds.values())
+    return PairedResult(comparisons, n_seeds, verdict(comparisons[PRIMARY], n_seeds, LABELS[PRIMARY]))
+
+
+def backbone_verdict(backbone: Backbone, paired: PairedResult | None) -> Verdict:
+    if paired is not None:
+        return paired.verdict
+    present = {r.optimizer for r in backbone.reruns if r.per_query is not None}
+    missing = " and ".join(optimizer_name(o) for o in ("lion", "adamw") if o not in present)
+    return Verdict(UNDECIDED, f"no seed reruns with per-query test scores for {missing}; "
+                   "single trials scored on the dev queries they were selected on cannot decide")
