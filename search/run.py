@@ -2,22 +2,25 @@
 
     python -m search.run --space minilm                       # embedded data, packaged MiniLM, CPU
     python -m search.run --space modernbert --data DIR --address auto --mlflow-uri http://HEAD:5000
+    python -m search.run --space minilm --compare-optimizers --trials 8   # 8 trials per optimizer
     python -m search.run --space gte --smoke-test             # tiny random model, a minute on CPU
+    python -m search.run --space minilm --resume              # finish the last search after a crash
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from search import record as search_record
 from search.embedded_data import DEFAULT_DIR as EMBEDDED_DIR
 from trainables.errors import UsageError, exit_on_usage_error
 
-METRIC, MODE = "ndcg_at_10", "max"
 # The embedded data is small: short inputs, small batches and a shallow rerank keep the default
 # search within minutes on two CPU cores.
 EMBEDDED_SETTINGS = dict(max_length=64, batch_size=16, negatives_per_query=3, rerank_depth=20, epochs=2)
@@ -31,36 +34,57 @@ RUNTIME_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"
 
 def parse_args(argv=None) -> argparse.Namespace:
     from spaces import names
+    from spaces.presets import PRESETS
     parser = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n")[0])
     parser.add_argument("--space", required=True, help=f"backbone search space: {', '.join(names())}")
-    parser.add_argument("--trials", type=int, default=None, help=f"trials to run (default 20; {EMBEDDED_TRIALS} on the embedded data)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help=f"trials to run, per optimizer with --compare-optimizers (default 20; "
+                             f"{EMBEDDED_TRIALS} on the embedded data)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (ASHA's max_t)")
+    parser.add_argument("--compare-optimizers", action="store_true",
+                        help="one study per optimizer with equal budgets (its own Optuna TPE each)")
+    parser.add_argument("--preset", default=None, help=f"also run a preset's settings as reference trials "
+                                                       f"and use its fixed settings: {', '.join(PRESETS)}")
     parser.add_argument("--data", type=Path, default=None,
-                        help="dir with collection.tsv, queries.tsv, qrels.txt and a TREC run (default: embedded)")
+                        help="dir with collection.tsv, queries.tsv, qrels.txt, optionally a TREC run (BM25 "
+                             "is run when there is none) and triples*.tsv (default: embedded)")
     parser.add_argument("--model", default=None, help="HF id or local dir (default: the space's backbone)")
+    parser.add_argument("--training-data", choices=("auto", "judged", "triples"), default="auto",
+                        help="judged pairs + BM25 negatives, the data dir's triples, or auto (triples if present)")
+    parser.add_argument("--max-triples", type=int, default=None, help="read at most this many triples")
     parser.add_argument("--workers-per-trial", type=int, default=None, help="Ray Train workers per trial")
     parser.add_argument("--gpus-per-trial", type=int, default=None,
-                        help=f"GPUs per trial, one worker each (default 3 if the cluster has GPUs, else 0)")
+                        help="GPUs per trial, one worker each (default 3 if the cluster has GPUs, else 0)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="upper bound on trials at once")
     parser.add_argument("--dev-fraction", type=float, default=0.2, help="share of judged queries held out for dev")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="query-level k-fold: hold out one fold as test queries (default 5 with "
+                             "--compare-optimizers, else none)")
+    parser.add_argument("--test-fold", type=int, default=0, help="which fold is the test fold")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--mlflow-uri", default=None, help="tracking URI (default: sqlite in --storage)")
-    parser.add_argument("--experiment", default=None, help="MLflow experiment and Tune run name")
+    parser.add_argument("--experiment", default=None, help="MLflow experiment (default rerank-SPACE)")
     parser.add_argument("--storage", type=Path, default=Path("runs"), help="checkpoints, Tune state, MLflow db")
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial")
     parser.add_argument("--smoke-test", action="store_true", help="tiny random model, tiny data slice")
     parser.add_argument("--output-json", type=Path, default=None, help="write the best trial and all trials here")
     parser.add_argument("--address", default=None, help="existing Ray cluster (default: start a local one)")
     parser.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial from its checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish this experiment's last search (same flags as recorded) after a crash")
     args = parser.parse_args(argv)
-    for name in ("trials", "epochs"):
+    for name in ("trials", "epochs", "max_triples"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise UsageError(f"--{name} must be >= 1")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 < args.dev_fraction < 1:
         raise UsageError("--dev-fraction must be in (0, 1)")
     if args.max_failures < 0:
         raise UsageError("--max-failures must be >= 0")
+    if args.folds is None:
+        args.folds = 5 if args.compare_optimizers else 0
+    if args.folds == 1 or args.folds < 0 or not 0 <= args.test_fold < max(args.folds, 1):
+        raise UsageError("--folds must be 0 or >= 2, and --test-fold in [0, folds)")
     return args
 
 
@@ -81,12 +105,37 @@ def resolve_model(space, args, storage: Path) -> str:
                      f"pass --model with a local copy, or use --smoke-test")
 
 
-def trial_base(space, args, model: str, data_dir: Path) -> dict:
+def ensure_first_stage(data_dir: Path, storage: Path) -> str | None:
+    """The data dir's own run (None: trials find it), or a BM25 top-1000 run made with Pyserini.
+
+    BM25 runs in a child process: the JVM must never live in a process that later forks (Ray)."""
+    from trainables.data import find_run_file
+    if not Path(data_dir).is_dir():
+        raise UsageError(f"{data_dir}: data directory not found")
+    if find_run_file(data_dir, required=False):
+        return None
+    out = storage / "bm25" / Path(data_dir).resolve().name / "run.bm25.trec"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{data_dir} has no first-stage run: retrieving BM25 top-1000 with Pyserini into {out}", file=sys.stderr)
+    done = subprocess.run([sys.executable, "-m", "search.bm25", "--collection", str(Path(data_dir, "collection.tsv")),
+                           "--queries", str(Path(data_dir, "queries.tsv")), "--out", str(out), "--k", "1000"],
+                          stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        raise UsageError(lines[-1][len("error: "):] if lines else f"BM25 failed: {done.stderr.strip()[-300:]}")
+    return str(out.resolve())
+
+
+def trial_base(space, args, model: str, data_dir: Path, run_file: str | None, preset) -> dict:
     """Every TrainConfig key a trial does not search."""
-    base = {**space.fixed, "model": model, "data_dir": str(data_dir.resolve()), "seed": args.seed,
-            "dev_fraction": args.dev_fraction, "split_seed": args.split_seed}
+    base = {**space.fixed, "model": model, "data_dir": str(Path(data_dir).resolve()), "seed": args.seed,
+            "dev_fraction": args.dev_fraction, "split_seed": args.split_seed, "folds": args.folds,
+            "test_fold": args.test_fold, "run_file": run_file, "training_data": args.training_data,
+            "max_triples": args.max_triples}
     if args.data is None:
         base.update(EMBEDDED_SETTINGS)
+    if preset:
+        base.update(preset.fixed)
     if args.smoke_test:
         base.update(SMOKE_SETTINGS)
     if args.epochs:
@@ -95,13 +144,17 @@ def trial_base(space, args, model: str, data_dir: Path) -> dict:
 
 
 def first_stage_dev_metrics(base: dict) -> dict:
-    """The first stage scored on the same dev queries and depth the trials rerank."""
+    """The first stage scored on the same dev queries and depth the trials rerank; loading the
+    data here also checks every file before Ray starts."""
     from trainables.config import TrainConfig
     from trainables.data import RetrievalData, split_queries
     from trainables.evaluate import candidates, score_run, to_run
+    from trainables.triples import find_triples
     cfg = TrainConfig.from_dict(base)
-    data = RetrievalData.load(cfg.data_dir)
-    _, dev = split_queries(data, cfg.dev_fraction, cfg.split_seed)
+    data = RetrievalData.load(cfg.data_dir, cfg.run_file)
+    _, dev = split_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
+    if cfg.training_data == "triples" and find_triples(cfg.data_dir) is None:
+        raise UsageError(f"{cfg.data_dir}: --training-data triples, but there is no triples*.tsv")
     pairs = candidates(data.run, dev[:cfg.max_dev_queries], cfg.rerank_depth)
     return score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
 
@@ -114,152 +167,155 @@ def git_commit() -> str:
         return "unknown"
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_ray(address):
     import ray
     os.environ.update(RUNTIME_ENV)
-    kwargs = dict(runtime_env={"env_vars": RUNTIME_ENV}, log_to_driver=True)
     try:
         if address:
-            ray.init(address=address, **kwargs)
+            ray.init(address=address, runtime_env={"env_vars": RUNTIME_ENV}, log_to_driver=True)
         else:
-            # The dashboard serves the state API that Ray Train uses to release a finished
-            # trial's placement group; without it the next trial waits forever for CPUs.
-            ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
+            # Ray Train releases a finished trial's placement group through the state API, which the
+            # dashboard serves; pointing every process at this cluster's own dashboard keeps it from
+            # guessing wrong when another Ray instance runs on the same machine.
+            port = free_port()
+            env = {**RUNTIME_ENV, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+            ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                     runtime_env={"env_vars": env}, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UsageError(f"cannot reach Ray cluster at {address or 'local'}: {err}") from None
     return ray.cluster_resources()
 
 
-def build_tuner(space, args, base, resources, trials, storage: Path, callbacks, experiment: str):
-    from optuna.samplers import TPESampler
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-    from search.trainable import trainable
-
-    # metric and mode go to the searcher and scheduler themselves: ConcurrencyLimiter does not pass
-    # them on to a define-by-run OptunaSearch.
-    searcher = OptunaSearch(space=space.suggest, metric=METRIC, mode=MODE, sampler=TPESampler(seed=args.seed, n_startup_trials=min(10, max(2, trials // 2))))
-    reporter = tune.CLIReporter(
-        parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
-        metric_columns=["epoch", "ndcg_at_10", "map", "mrr_at_10", "train_loss", "pairs_per_s"],
-        max_report_frequency=30)
-    return tune.Tuner(
-        trainable(base, resources, str((storage / "trials").resolve()), args.max_failures),
-        tune_config=tune.TuneConfig(
-            num_samples=trials,
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=resources.concurrency),
-            scheduler=ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration", max_t=base["epochs"], grace_period=1,
-                                    reduction_factor=2)),
-        run_config=tune.RunConfig(name=experiment, storage_path=str((storage / "tune").resolve()),
-                                  callbacks=callbacks, progress_reporter=reporter, verbose=1),
-    )
-
-
-def summarize(results) -> list[dict]:
-    rows = []
-    for result in results:
-        metrics = result.metrics or {}
-        rows.append({"trial_id": metrics.get("trial_id", result.path.rsplit("_", 2)[-2] if result.path else "?"),
-                     "config": result.config, "status": "ERROR" if result.error else "TERMINATED",
-                     "epochs": metrics.get("epoch"), "checkpoint": metrics.get("checkpoint_path"),
-                     "metrics": {k: metrics.get(k) for k in ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100",
-                                                               "train_loss", "pairs_per_s")}})
-    return rows
-
-
-def print_table(rows: list[dict], first_stage: dict, best: dict | None) -> None:
+def print_table(rows: list[dict], first_stage: dict, best: dict | None, title: str) -> None:
     header = f"{'trial':<10} {'optimizer':<9} {'lr':>9} {'wd':>8} {'scheduler':<9} {'ep':>2} " \
              f"{'ndcg@10':>8} {'map':>7} {'mrr@10':>7}"
-    print("\n" + header + "\n" + "-" * len(header))
+    print(f"\n{title}\n" + header + "\n" + "-" * len(header))
     for row in sorted(rows, key=lambda r: -(r["metrics"]["ndcg_at_10"] or -1)):
         c, m = row["config"], row["metrics"]
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"
+        mark = " (preset)" if row.get("reference") else ""
         print(f"{row['trial_id']:<10} {c.get('optimizer', '-'):<9} {c.get('lr', 0):>9.2e} "
               f"{c.get('weight_decay', 0):>8.1e} {c.get('scheduler', '-'):<9} {row['epochs'] or 0:>2} "
-              f"{fmt(m['ndcg_at_10']):>8} {fmt(m['map']):>7} {fmt(m['mrr_at_10']):>7}")
+              f"{fmt(m['ndcg_at_10']):>8} {fmt(m['map']):>7} {fmt(m['mrr_at_10']):>7}{mark}")
     print(f"{'first stage (BM25 run), same dev queries':<52} {first_stage['ndcg_at_10']:>8.4f} "
           f"{first_stage['map']:>7.4f} {first_stage['mrr_at_10']:>7.4f}")
     if best:
         gain = best["metrics"]["ndcg_at_10"] - first_stage["ndcg_at_10"]
-        print(f"\nbest trial {best['trial_id']}: dev nDCG@10 {best['metrics']['ndcg_at_10']:.4f} vs first stage "
-              f"{first_stage['ndcg_at_10']:.4f} ({gain:+.4f}); checkpoint {best['checkpoint']}")
+        print(f"best trial {best['trial_id']}: dev nDCG@10 {best['metrics']['ndcg_at_10']:.4f} (final epoch) vs "
+              f"first stage {first_stage['ndcg_at_10']:.4f} ({gain:+.4f}); checkpoint {best['checkpoint']}")
+
+
+def interrupt_on_sigterm() -> None:
+    # A scheduler's SIGTERM ends the search like Ctrl-C: Tune saves its state and runs are KILLED.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
 
 @exit_on_usage_error
 def main(argv=None) -> dict:
-    from spaces import get_space
     from search import resources as resource_plan
+    from search import study as studies
     from search import tracking
+    from spaces import get_space
+    from spaces.base import OPTIMIZERS
+    from spaces.presets import get_preset
 
     args = parse_args(argv)
-    space = get_space(args.space)
     storage = args.storage.resolve()
+    experiment = args.experiment or f"rerank-{args.space}"
+    previous = search_record.load(storage, experiment)
+    if args.resume:
+        if previous is None:
+            raise UsageError(f"--resume: no search of experiment {experiment!r} recorded in {storage}")
+        if previous["status"] == "FINISHED":
+            raise UsageError(f"--resume: the last search of experiment {experiment!r} already finished")
+        args = parse_args(previous["argv"])  # the recorded flags, so the study is the same
+        args.resume = True
+    space = get_space(args.space)
+    preset = get_preset(args.preset) if args.preset else None
     storage.mkdir(parents=True, exist_ok=True)
     data_dir = args.data or EMBEDDED_DIR
-    trials = args.trials or (EMBEDDED_TRIALS if args.data is None else 20)
-    if args.smoke_test and args.trials is None:
-        trials = 2
+    trials = args.trials or (2 if args.smoke_test else EMBEDDED_TRIALS if args.data is None else 20)
     model = resolve_model(space, args, storage)
-    base = trial_base(space, args, model, data_dir)
-    first_stage = first_stage_dev_metrics(base)  # also validates the data before Ray starts
-    experiment = args.experiment or f"rerank-{space.name}"
+    run_file = ensure_first_stage(data_dir, storage)
+    base = trial_base(space, args, model, data_dir, run_file, preset)
+    first_stage = first_stage_dev_metrics(base)
     uri = args.mlflow_uri or tracking.default_uri(storage)
     client, experiment_id = tracking.connect(uri, experiment, storage)
+    if previous and not args.resume:  # a crashed search that will not be resumed: close its runs
+        for entry in previous["studies"].values():
+            tracking.close_search(client, experiment_id, entry["parent_run_id"])
 
     cluster = start_ray(args.address)
     resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
                                    args.workers_per_trial, args.max_concurrent)
-    print(f"space {space.name}: {trials} trials × {base['epochs']} epochs, model {model}, data {data_dir}; "
-          f"{resources.num_workers} worker(s) per trial ({'GPU' if resources.use_gpu else 'CPU'}, "
-          f"{resources.cpus_per_worker} CPU each), {resources.concurrency} at a time", file=sys.stderr)
-    parent = client.create_run(experiment_id, run_name=f"search-{space.name}", tags={
-        "space": space.name, "git_commit": git_commit(), "data": str(Path(data_dir).resolve()),
-        "smoke_test": str(args.smoke_test)})
-    parent_id = parent.info.run_id
-    for key, value in {"space": space.name, "trials": trials, "epochs": base["epochs"], "model": model,
-                       "workers_per_trial": resources.num_workers, "use_gpu": resources.use_gpu,
-                       "seed": args.seed, **{f"first_stage_{k}": v for k, v in first_stage.items()}}.items():
-        client.log_param(parent_id, key, value)
-    trial_runs = tracking.TrialRuns(uri, experiment_id, parent_id, fixed_params=base)
-    status = "FAILED"
+    groups = [(opt,) for opt in OPTIMIZERS] if args.compare_optimizers else [OPTIMIZERS]
+    record = previous if args.resume else search_record.new(experiment, argv if argv is not None else sys.argv[1:])
+    print(f"space {space.name}: {len(groups)} stud{'ies' if len(groups) > 1 else 'y'} × {trials} trials × "
+          f"{base['epochs']} epochs, model {model}, data {data_dir}; {resources.num_workers} worker(s) per trial "
+          f"({'GPU' if resources.use_gpu else 'CPU'}, {resources.cpus_per_worker} CPU each), "
+          f"{resources.concurrency} at a time", file=sys.stderr)
+    interrupt_on_sigterm()
+    summaries = []
     try:
-        tuner = build_tuner(space, args, base, resources, trials, storage, [trial_runs], experiment)
-        results = tuner.fit()
-        rows = summarize(results)
-        scored = [r for r in rows if r["metrics"]["ndcg_at_10"] is not None]
-        # Trials compare on their final epoch's checkpoint; the best epoch is only shown in MLflow.
-        # Trials that ran every epoch come first: an early-stopped trial's last epoch is not final.
-        complete = [r for r in scored if r["epochs"] == base["epochs"]]
-        best = max(complete or scored, key=lambda r: r["metrics"]["ndcg_at_10"], default=None)
-        print_table(rows, first_stage, best)
-        summary = {"space": space.name, "experiment": experiment, "mlflow_uri": uri, "parent_run_id": parent_id,
-                   "first_stage": first_stage, "best": best, "trials": rows}
-        if best:
-            for key, value in best["metrics"].items():
-                if value is not None:
-                    client.log_metric(parent_id, f"best_{key}", value)
-            client.set_tag(parent_id, "best_checkpoint", best["checkpoint"] or "")
-            if best["checkpoint"] and Path(best["checkpoint"], "model").is_dir():
-                client.log_artifacts(parent_id, str(Path(best["checkpoint"], "model")), "best_model")
-        if args.output_json:
-            args.output_json.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.output_json.with_name(args.output_json.name + ".tmp")
-            tmp.write_text(json.dumps(summary, indent=2, default=str))
-            tmp.replace(args.output_json)
-        status = "FINISHED" if best else "FAILED"
-        return summary
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
+        for optimizers in groups:
+            key = "+".join(optimizers)
+            entry = record["studies"].get(key)
+            if entry and entry["status"] == "FINISHED":
+                summaries.append(entry["summary"])
+                continue
+            references = [c for c in (preset.reference[space.name] if preset else []) if c["optimizer"] in optimizers]
+            study = studies.Study(optimizers=optimizers, trials=trials, references=references, seed=args.seed,
+                                  max_failures=args.max_failures,
+                                  tune_name=entry["tune_name"] if entry else f"{experiment}-{record['stamp']}-{key}")
+            if entry:
+                parent_id = entry["parent_run_id"]
+                client.update_run(parent_id, status="RUNNING")
+            else:
+                parent_id = studies.open_parent(
+                    client, experiment_id, space, study,
+                    params={"epochs": base["epochs"], "model": model, "data": str(Path(data_dir).resolve()),
+                            "workers_per_trial": resources.num_workers, "use_gpu": resources.use_gpu,
+                            "seed": args.seed, "folds": args.folds, "test_fold": args.test_fold,
+                            "preset": args.preset or "none",
+                            **{f"first_stage_{k}": v for k, v in first_stage.items()}},
+                    tags={"git_commit": git_commit(), "data": str(Path(data_dir).resolve()),
+                          "smoke_test": str(args.smoke_test)})
+                entry = record["studies"][key] = {"tune_name": study.tune_name, "parent_run_id": parent_id,
+                                                  "status": "RUNNING"}
+                search_record.save(storage, record)
+            summary = studies.run(space, study, base, resources, storage, client, uri, experiment_id, parent_id,
+                                  resume=args.resume)
+            entry.update(status=summary["status"], summary=summary)
+            search_record.save(storage, record)
+            summaries.append(summary)
+            print_table(summary["trials"], first_stage, summary["best"],
+                        f"study {key} ({summary['status']}):")
+            if summary["status"] == "KILLED":
+                break
     finally:
-        trial_runs.close_open("KILLED")
-        client.set_terminated(parent_id, status)
+        done = len(summaries) == len(groups) and all(s["status"] != "KILLED" for s in summaries)
+        record["status"] = "FINISHED" if done else "INTERRUPTED"
+        search_record.save(storage, record)
         import ray
         ray.shutdown()
+    best = max((s["best"] for s in summaries if s["best"]), key=lambda b: b["metrics"]["ndcg_at_10"], default=None)
+    result = {"space": space.name, "experiment": experiment, "mlflow_uri": uri, "first_stage": first_stage,
+              "status": record["status"], "best": best, "studies": summaries,
+              "trials": [row for s in summaries for row in s["trials"]]}
+    if args.output_json:
+        args.output_json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.output_json.with_name(args.output_json.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+        tmp.replace(args.output_json)
+    return result
 
 
 if __name__ == "__main__":
-    summary = main()
-    sys.exit(0 if summary and summary.get("best") else 1)
+    outcome = main()
+    sys.exit(0 if outcome["status"] == "FINISHED" and outcome["best"] else 1)

@@ -1,8 +1,8 @@
 """MLflow bookkeeping, done by the driver: one parent run per search, one child run per trial.
 
 The driver sees every trial's start, per-epoch result, end and error through Tune's callbacks,
-so a trial whose workers are killed still has its run closed with the right status, and a
-killed search is marked KILLED on the next --resume.
+so a trial whose workers are killed still has its run closed with the right status; runs left
+RUNNING by a driver that was killed are closed on the next run of that experiment (--resume or not).
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from ray import tune
 from trainables.errors import UsageError
 
 EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "lr", "pairs_per_s",
-                 "train_s", "eval_s")
+                 "tokens_per_s", "step_time_s", "train_s", "eval_s", "mfu", "gpu_util_mean", "gpu_mem_peak_gb",
+                 "energy_kj", "gpu_power_mean_w", "sm_clock_mean_mhz")
 PARENT_TAG = "mlflow.parentRunId"
 
 
@@ -35,20 +36,34 @@ def connect(uri: str, experiment: str, storage: Path) -> tuple[MlflowClient, str
         raise UsageError(f"cannot use MLflow tracking URI {uri!r}: {type(err).__name__}: {str(err)[:200]}") from None
 
 
-def close_stale_runs(client: MlflowClient, experiment_id: str, status: str = "KILLED") -> int:
-    """Runs still RUNNING belong to a driver that died; give them a final status."""
-    stale = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=10_000)
+def close_children(client: MlflowClient, experiment_id: str, parent_id: str, status: str = "KILLED") -> int:
+    """Give every still-RUNNING child of `parent_id` a final status (its trial was interrupted)."""
+    stale = client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and tags.`{PARENT_TAG}` = "
+                               f"'{parent_id}'", max_results=10_000)
     for run in stale:
         client.set_terminated(run.info.run_id, status)
     return len(stale)
 
 
+def close_search(client: MlflowClient, experiment_id: str, parent_id: str, status: str = "KILLED") -> None:
+    """A search whose driver died leaves its runs RUNNING; close the parent and its children."""
+    close_children(client, experiment_id, parent_id, status)
+    if client.get_run(parent_id).info.status == "RUNNING":
+        client.set_terminated(parent_id, status)
+
+
+def is_reference(config: dict, references: list[dict]) -> bool:
+    """Whether a trial's config is one of the preset reference configs (all their keys equal)."""
+    return any(all(config.get(key) == value for key, value in ref.items()) for ref in references or [])
+
+
 class TrialRuns(tune.Callback):
     """Tune callback mirroring each trial into a nested MLflow run."""
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, fixed_params: dict):
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, fixed_params: dict,
+                 references: list | None = None):
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
-        self.fixed_params = fixed_params
+        self.fixed_params, self.references = fixed_params, references or []
         self.run_ids: dict[str, str] = {}
         self.best: dict[str, tuple[float, int]] = {}
         self._client = None
@@ -71,8 +86,10 @@ class TrialRuns(tune.Callback):
                 self.run_ids[trial.trial_id] = found[0].info.run_id
                 self.client.update_run(found[0].info.run_id, status="RUNNING")
             else:
-                run = self.client.create_run(self.experiment_id, run_name=str(trial),
-                                             tags={PARENT_TAG: self.parent_run_id, "trial_id": trial.trial_id})
+                tags = {PARENT_TAG: self.parent_run_id, "trial_id": trial.trial_id, "role": "trial"}
+                if is_reference(trial.config, self.references):
+                    tags["reference"] = "preset"
+                run = self.client.create_run(self.experiment_id, run_name=str(trial), tags=tags)
                 self.run_ids[trial.trial_id] = run.info.run_id
                 params = {**self.fixed_params, **trial.config}
                 for key, value in params.items():
@@ -87,6 +104,8 @@ class TrialRuns(tune.Callback):
         for name in EPOCH_METRICS:
             if isinstance(result.get(name), (int, float)):
                 self.client.log_metric(run_id, name, float(result[name]), step=epoch)
+        if isinstance(result.get("gpu"), str):  # the GPU's name, or "none: <why there are no GPU metrics>"
+            self.client.set_tag(run_id, "gpu", result["gpu"])
         if "checkpoint_path" in result:
             self.client.set_tag(run_id, "checkpoint_path", result["checkpoint_path"])
         best = self.best.get(trial.trial_id)

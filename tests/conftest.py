@@ -31,9 +31,11 @@ def ray_local():
     """A small local Ray instance for one test module; shut down after it, so CLI tests that
     start their own Ray (search.run) never meet it."""
     import ray
-    from search.run import RUNTIME_ENV
+    from search.run import RUNTIME_ENV, free_port
     os.environ.update(RUNTIME_ENV)
-    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-             runtime_env={"env_vars": RUNTIME_ENV}, log_to_driver=False)
+    port = free_port()  # this cluster's own state API, as search.run does
+    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+             runtime_env={"env_vars": {**RUNTIME_ENV, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}},
+             log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -17,11 +17,14 @@ def test_smoke_search_two_trials_two_workers(tmp_path):
     experiment = client.get_experiment_by_name("smoke")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == saved["parent_run_id"]]
-    assert len(parents) == 1 and len(children) == 2
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == saved["studies"][0]["parent_run_id"]]
+    assert len(parents) == 1 and len(children) == 2 and parents[0].data.tags["role"] == "search"
     assert all(r.info.status == "FINISHED" for r in runs)
     for child in children:
-        assert {"ndcg_at_10", "map", "mrr_at_10", "train_loss", "lr", "pairs_per_s"} <= set(child.data.metrics)
+        assert {"ndcg_at_10", "map", "mrr_at_10", "train_loss", "lr", "pairs_per_s", "tokens_per_s",
+                "step_time_s"} <= set(child.data.metrics)
+        assert child.data.tags["gpu"].startswith("none: no GPU")  # CPU: no GPU metrics, and a tag says why
+        assert "gpu_util_mean" not in child.data.metrics and child.data.tags["role"] == "trial"
         assert child.data.params["optimizer"] in ("adamw", "lion") and "checkpoint_path" in child.data.tags
         history = client.get_metric_history(child.info.run_id, "ndcg_at_10")
         assert [m.step for m in history] == list(range(1, len(history) + 1))

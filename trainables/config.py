@@ -13,6 +13,7 @@ from trainables.errors import UsageError
 
 OPTIMIZERS = ("adamw", "lion")
 SCHEDULERS = ("constant", "linear", "cosine")
+TRAINING_DATA = ("auto", "judged", "triples")
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,17 @@ class TrainConfig:
     grad_accum: int = 1
     epochs: int = 2
     bf16: bool = True  # used only where the device supports it (CUDA with bf16)
+    group_by_length: bool = True  # micro-batches of similar length: less padding, same pairs per step
     seed: int = 0
-    # training pairs and dev split
+    # training pairs and dev split. training_data: "judged" = judged positives + first-stage hard
+    # negatives; "triples" = the data dir's triples*.tsv; "auto" = triples when there is a file.
+    run_file: Optional[str] = None  # first-stage run; None: the one in data_dir
+    training_data: str = "auto"
+    max_triples: Optional[int] = None
     dev_fraction: float = 0.2
     split_seed: int = 0
+    folds: int = 0  # k > 0: query-level k-fold; fold test_fold is held out as test queries
+    test_fold: int = 0
     negatives_per_query: int = 8
     negative_depth: int = 100  # hard negatives are drawn from this many first-stage candidates
     positive_level: int = 2  # rel >= this is relevant (TREC DL convention); also the metrics' level
@@ -69,6 +77,7 @@ class TrainConfig:
                 raise UsageError(f"config key {key!r}={getattr(self, key)!r}: {why}")
 
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        need(self.training_data in TRAINING_DATA, "training_data", f"must be one of {', '.join(TRAINING_DATA)}")
         need(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
         need(self.lr > 0, "lr", "must be > 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
@@ -79,6 +88,8 @@ class TrainConfig:
             need(getattr(self, key) >= 1, key, "must be >= 1")
         need(self.negatives_per_query >= 0, "negatives_per_query", "must be >= 0")
         need(0 < self.dev_fraction < 1, "dev_fraction", "must be in (0, 1)")
+        need(self.folds == 0 or self.folds >= 2, "folds", "must be 0 (no test fold) or >= 2")
+        need(0 <= self.test_fold < max(self.folds, 1), "test_fold", "must be in [0, folds)")
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
             need(value is None or 0 <= value < 1, key, "must be in [0, 1)")

@@ -123,11 +123,13 @@ class RetrievalData:
     run_path: Path
 
     @classmethod
-    def load(cls, directory) -> "RetrievalData":
+    def load(cls, directory, run_file=None) -> "RetrievalData":
+        """The files of `directory`; the first-stage run is `run_file` when given (e.g. a BM25
+        run the search made because the directory has none)."""
         directory = Path(directory)
         if not directory.is_dir():
             raise UsageError(f"{directory}: data directory not found")
-        run_path = find_run_file(directory)
+        run_path = Path(run_file) if run_file else find_run_file(directory)
         data = cls(
             collection=read_collection(directory / "collection.tsv"),
             queries=read_queries(directory / "queries.tsv"),
@@ -152,7 +154,8 @@ class RetrievalData:
             raise UsageError(f"{self.run_path}: no query of the run has judgments in qrels.txt")
 
 
-def find_run_file(directory: Path) -> Path:
+def find_run_file(directory: Path, required: bool = True) -> Path | None:
+    directory = Path(directory)
     for name in RUN_NAMES:
         if (directory / name).is_file():
             return directory / name
@@ -160,18 +163,40 @@ def find_run_file(directory: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
+        if not required:
+            return None
         raise UsageError(f"{directory}: no first-stage run (*.trec); make one with python -m search.bm25")
     raise UsageError(f"{directory}: several run files ({', '.join(p.name for p in found)}); keep one")
 
 
-def split_queries(data: RetrievalData, dev_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Seeded split of the judged, retrieved queries into (train, dev); every worker gets the same."""
+def split_queries(data: RetrievalData, dev_fraction: float, seed: int, folds: int = 0,
+                  test_fold: int = 0) -> tuple[list[str], list[str]]:
+    """Seeded split of the judged, retrieved queries into (train, dev); every worker gets the same.
+    With folds=k, fold `test_fold` of a query-level k-fold split is held out first (see test_queries)
+    and train/dev come from the other folds."""
+    train, dev, _ = three_way_split(data, dev_fraction, seed, folds, test_fold)
+    return train, dev
+
+
+def held_out_queries(data: RetrievalData, dev_fraction: float, seed: int, folds: int, test_fold: int) -> list[str]:
+    """The held-out test fold: never trained on, never used to choose a trial."""
+    return three_way_split(data, dev_fraction, seed, folds, test_fold)[2]
+
+
+def three_way_split(data: RetrievalData, dev_fraction: float, seed: int, folds: int = 0,
+                    test_fold: int = 0) -> tuple[list[str], list[str], list[str]]:
     usable = sorted(set(data.qrels) & set(data.run))
     random.Random(seed).shuffle(usable)
+    test: list[str] = []
+    if folds:
+        if not 0 <= test_fold < folds or folds < 2:
+            raise UsageError(f"test fold {test_fold} of {folds}: need folds >= 2 and 0 <= test fold < folds")
+        test = usable[test_fold::folds]
+        usable = [qid for index, qid in enumerate(usable) if index % folds != test_fold]
     n_dev = max(1, round(len(usable) * dev_fraction))
     if n_dev >= len(usable):
-        raise UsageError(f"only {len(usable)} judged queries: too few to split into train and dev")
-    return sorted(usable[n_dev:]), sorted(usable[:n_dev])
+        raise UsageError(f"only {len(usable)} judged queries left for training: too few to split into train and dev")
+    return sorted(usable[n_dev:]), sorted(usable[:n_dev]), sorted(test)
 
 
 @dataclass(frozen=True)
@@ -209,22 +234,38 @@ def training_pairs(data: RetrievalData, qids: list[str], negatives_per_query: in
     return pairs
 
 
-def epoch_order(num_pairs: int, epoch: int, seed: int) -> list[int]:
+LENGTH_GROUP = 32  # global batches per length-sorted group: long enough to pad little, short enough to stay random
+
+
+def epoch_order(num_pairs: int, epoch: int, seed: int, lengths=None, batch_size: int = 1) -> list[int]:
+    """The epoch's order of pair indices. With lengths, pairs are grouped by length in the way
+    of transformers' group_by_length: a random permutation is cut into groups of LENGTH_GROUP
+    global batches, each group is sorted by length and cut into batches, and the batches are
+    shuffled, so batch contents stay random while each batch pads to similar lengths."""
     # Distributed workers must agree: every rank draws the same permutation from (seed, epoch),
     # then takes its own slice of each batch, so no pair is seen twice in one step.
+    rng = random.Random(seed * 100_003 + epoch)
     order = list(range(num_pairs))
-    random.Random(seed * 100_003 + epoch).shuffle(order)
-    return order
+    rng.shuffle(order)
+    if lengths is None:
+        return order
+    span = LENGTH_GROUP * batch_size
+    grouped = [i for start in range(0, num_pairs, span)
+               for i in sorted(order[start:start + span], key=lambda i: -lengths[i])]
+    batches = [grouped[start:start + batch_size] for start in range(0, num_pairs, batch_size)]
+    full, rest = batches[:num_pairs // batch_size], batches[num_pairs // batch_size:]
+    rng.shuffle(full)  # the incomplete last batch stays last: it is the one dropped
+    return [i for batch in full + rest for i in batch]
 
 
 def worker_batches(num_pairs: int, epoch: int, seed: int, batch_size: int, grad_accum: int,
-                   rank: int, world_size: int) -> list[list[list[int]]]:
+                   rank: int, world_size: int, lengths=None) -> list[list[list[int]]]:
     """For each optimiser step: this worker's micro-batches (lists of pair indices).
 
     The global batch (batch_size pairs) is split evenly over world_size × grad_accum micro-batches.
     The last incomplete global batch is dropped so every rank runs the same number of steps.
     """
-    order = epoch_order(num_pairs, epoch, seed)
+    order = epoch_order(num_pairs, epoch, seed, lengths, batch_size)
     micro = micro_batch_size(batch_size, world_size, grad_accum)
     steps = []
     for start in range(0, steps_per_epoch(num_pairs, batch_size) * batch_size, batch_size):

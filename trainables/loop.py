@@ -18,10 +18,14 @@ import torch.nn.functional as F
 
 from trainables.checkpoint import MODEL_DIR, load_state, save_checkpoint
 from trainables.config import TrainConfig
-from trainables.data import RetrievalData, split_queries, steps_per_epoch, training_pairs, worker_batches
+from trainables.data import (Pair, RetrievalData, split_queries, steps_per_epoch, three_way_split,
+                              training_pairs, worker_batches)
+from trainables.errors import UsageError
 from trainables.evaluate import candidates, mean_metrics, per_query_metrics, rerank_scores, to_run
 from trainables.models import load_reranker, native_dir, require
 from trainables.optim import build_optimizer, build_scheduler
+from trainables.throughput import EpochMeter
+from trainables.triples import find_triples, read_triples, triple_pairs
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -34,11 +38,7 @@ def train_loop_per_worker(config: dict) -> None:
     quiet_libraries()
 
     # Distributed workers must agree: same files, same seeded split, same pairs on every rank.
-    data = RetrievalData.load(cfg.data_dir)
-    train_qids, dev_qids = split_queries(data, cfg.dev_fraction, cfg.split_seed)
-    train_qids, dev_qids = train_qids[:cfg.max_train_queries], dev_qids[:cfg.max_dev_queries]
-    pairs = training_pairs(data, train_qids, cfg.negatives_per_query, cfg.negative_depth,
-                           cfg.positive_level, cfg.graded_labels, cfg.seed)
+    data, pairs, dev_qids = load_trial_data(cfg)
     dev_pairs = candidates(data.run, dev_qids, cfg.rerank_depth)
     steps_each_epoch = steps_per_epoch(len(pairs), cfg.batch_size)
 
@@ -58,16 +58,21 @@ def train_loop_per_worker(config: dict) -> None:
         scheduler.load_state_dict(state["scheduler"])
         step, first_epoch = state["step"], state["epoch"] + 1
         torch.set_rng_state(state["torch_rng"])
+    meter = EpochMeter(model, device, world_size)
     model = ray.train.torch.prepare_model(model)  # DDP when world_size > 1: gradients are averaged
     autocast_dtype = torch.bfloat16 if cfg.bf16 and bf16_supported(device) else None
+    lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
 
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
-        started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
-        batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size)
+        meter.start_epoch()
+        loss_sum = torch.zeros((), device=device)
+        batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size,
+                                 lengths)
         for micro_batches in batches:
             for index, micro in enumerate(micro_batches):
                 inputs, labels = encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
+                meter.count(inputs["attention_mask"])
                 last = index == len(micro_batches) - 1
                 # DDP all-reduces gradients on the last micro-batch of a step only.
                 with nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
@@ -82,7 +87,7 @@ def train_loop_per_worker(config: dict) -> None:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-        train_seconds = time.perf_counter() - started
+        train_seconds = meter.train_seconds()
 
         started = time.perf_counter()
         metrics = evaluate_dev(unwrap(model), tokenizer, data, dev_pairs, cfg, device, autocast_dtype,
@@ -90,13 +95,34 @@ def train_loop_per_worker(config: dict) -> None:
         metrics.update(epoch=epoch + 1, step=step, lr=scheduler.get_last_lr()[0],
                        train_loss=mean_over_workers(loss_sum, world_size).item() / len(batches),
                        pairs_per_s=len(batches) * cfg.batch_size / train_seconds,
-                       train_s=train_seconds, eval_s=time.perf_counter() - started)
+                       train_s=train_seconds, eval_s=time.perf_counter() - started,
+                       **meter.epoch_metrics(train_seconds, len(batches)))
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
             if rank == 0:  # one writer; the other ranks report the same metrics without a checkpoint
                 saved = ray.train.Checkpoint.from_directory(save_checkpoint(
                     Path(tmp) / "checkpoint", unwrap(model), tokenizer, optimizer, scheduler, step, epoch))
             ray.train.report(metrics, checkpoint=saved)
+    meter.close()
+
+
+def load_trial_data(cfg: TrainConfig) -> tuple[RetrievalData, list[Pair], list[str]]:
+    """(data, training pairs, dev qids): a seeded split of the judged queries; pairs from the
+    data dir's triples or from judged positives + first-stage hard negatives of the train queries."""
+    data = RetrievalData.load(cfg.data_dir, cfg.run_file)
+    train_qids, dev_qids = split_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
+    train_qids, dev_qids = train_qids[:cfg.max_train_queries], dev_qids[:cfg.max_dev_queries]
+    triples_path = find_triples(cfg.data_dir) if cfg.training_data != "judged" else None
+    if cfg.training_data == "triples" and triples_path is None:
+        raise UsageError(f"{cfg.data_dir}: training_data='triples' but there is no triples*.tsv")
+    if triples_path:
+        # Every dev and test query (not only the first max_dev_queries) stays out of training.
+        _, dev_all, test = three_way_split(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
+        pairs = triple_pairs(read_triples(triples_path, data, cfg.max_triples), data, dev_all + test)
+    else:
+        pairs = training_pairs(data, train_qids, cfg.negatives_per_query, cfg.negative_depth,
+                               cfg.positive_level, cfg.graded_labels, cfg.seed)
+    return data, pairs, dev_qids
 
 
 def encode(pairs, data: RetrievalData, tokenizer, max_length: int, device):
@@ -104,7 +130,15 @@ def encode(pairs, data: RetrievalData, tokenizer, max_length: int, device):
     inputs = tokenizer([data.queries[p.qid] for p in pairs], [data.collection[p.pid] for p in pairs],
                        padding=True, truncation="only_second", max_length=max_length, return_tensors="pt")
     labels = torch.tensor([p.label for p in pairs], dtype=torch.float32)
+    if device.type == "cuda":  # pinned host memory lets the copy overlap with the running step
+        return ({k: v.pin_memory().to(device, non_blocking=True) for k, v in inputs.items()},
+                labels.pin_memory().to(device, non_blocking=True))
     return inputs.to(device), labels.to(device)
+
+
+def pair_lengths(pairs: list[Pair], data: RetrievalData) -> list[int]:
+    """Characters per (query, passage) pair: a cheap, rank-independent proxy for token count."""
+    return [len(data.queries[p.qid]) + len(data.collection[p.pid]) for p in pairs]
 
 
 def evaluate_dev(model, tokenizer, data, dev_pairs, cfg: TrainConfig, device, autocast_dtype,

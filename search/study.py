@@ -1,0 +1,145 @@
+"""One study: an Optuna TPE search over a space (all optimizers, or one), run by Ray Tune with ASHA,
+mirrored into one MLflow parent run with a child run per trial. Fresh or resumed.
+
+A resumed study is restored with Tuner.restore, which brings back Tune's trial table, the
+Optuna searcher's history and the MLflow callback (pickled with the Tuner); unfinished trials
+continue from their last epoch checkpoint.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from search import tracking
+
+METRIC, MODE = "ndcg_at_10", "max"
+SUMMARY_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "pairs_per_s")
+
+
+@dataclass
+class Study:
+    """What a study needs beyond the space: its optimizers, budget, names and references."""
+    optimizers: tuple
+    trials: int
+    tune_name: str
+    references: list  # searched-key configs evaluated first (a preset's), on top of `trials`
+    seed: int
+    max_failures: int
+
+
+def build_tuner(space, study: Study, base: dict, resources, storage: Path, callbacks):
+    from optuna.samplers import TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.trainable import trainable
+
+    # A partial of the space's bound method pickles, so Tune can save the searcher for --resume.
+    define_by_run = functools.partial(space.suggest, optimizers=study.optimizers)
+    # metric and mode go to the searcher and scheduler themselves: ConcurrencyLimiter does not pass
+    # them on to a define-by-run OptunaSearch.
+    searcher = OptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, points_to_evaluate=study.references or None,
+                            sampler=TPESampler(seed=study.seed, n_startup_trials=min(10, max(2, study.trials // 2))))
+    reporter = tune.CLIReporter(
+        parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
+        metric_columns=["epoch", "ndcg_at_10", "map", "mrr_at_10", "train_loss", "pairs_per_s"],
+        max_report_frequency=30)
+    return tune.Tuner(
+        trainable(base, resources, str((storage / "trials").resolve()), study.max_failures),
+        tune_config=tune.TuneConfig(
+            num_samples=study.trials + len(study.references),
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=resources.concurrency),
+            scheduler=ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration",
+                                    max_t=base["epochs"], grace_period=1, reduction_factor=2)),
+        run_config=tune.RunConfig(name=study.tune_name, storage_path=str((storage / "tune").resolve()),
+                                  callbacks=callbacks, progress_reporter=reporter, verbose=1),
+    )
+
+
+def restore_tuner(base: dict, resources, storage: Path, study: Study):
+    from ray import tune
+
+    from search.trainable import trainable
+    path = str((storage / "tune" / study.tune_name).resolve())
+    if not tune.Tuner.can_restore(path):
+        return None
+    return tune.Tuner.restore(path, trainable=trainable(base, resources, str((storage / "trials").resolve()),
+                                                        study.max_failures),
+                              resume_unfinished=True, resume_errored=True)
+
+
+def open_parent(client, experiment_id: str, space, study: Study, params: dict, tags: dict) -> str:
+    optimizer_tag = {"optimizer": study.optimizers[0]} if len(study.optimizers) == 1 else {}
+    name = f"search-{space.name}" + (f"-{study.optimizers[0]}" if optimizer_tag else "")
+    parent = client.create_run(experiment_id, run_name=name, tags={
+        **tags, "role": "search", "space": space.name, "tune_name": study.tune_name, **optimizer_tag})
+    for key, value in {**params, "space": space.name, "trials": study.trials, "optimizers": ",".join(study.optimizers),
+                       "reference_trials": len(study.references)}.items():
+        client.log_param(parent.info.run_id, key, value)
+    return parent.info.run_id
+
+
+def run(space, study: Study, base: dict, resources, storage: Path, client, uri: str, experiment_id: str,
+        parent_id: str, resume: bool) -> dict:
+    """Fit (or finish) the study; returns its summary. Closes every MLflow run it opened."""
+    tuner = restore_tuner(base, resources, storage, study) if resume else None
+    if tuner is None:
+        trial_runs = tracking.TrialRuns(uri, experiment_id, parent_id, fixed_params=base,
+                                        references=study.references)
+        tuner = build_tuner(space, study, base, resources, storage, [trial_runs])
+    else:
+        print(f"resuming study {study.tune_name} from {storage / 'tune' / study.tune_name}")
+    status = "FAILED"
+    try:
+        results = tuner.fit()
+        rows = summarize(results, study.references)
+        best = choose_best(rows, base["epochs"])
+        # Tune returns (rather than raises) when the driver is interrupted: count finished trials.
+        interrupted = results.num_terminated + results.num_errors < study.trials + len(study.references)
+        log_best(client, parent_id, best)
+        status = "KILLED" if interrupted else ("FINISHED" if best else "FAILED")
+        return {"optimizers": list(study.optimizers), "tune_name": study.tune_name, "parent_run_id": parent_id,
+                "status": status, "best": best, "trials": rows}
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracking.close_children(client, experiment_id, parent_id, "KILLED")
+        client.set_terminated(parent_id, status)
+
+
+def summarize(results, references) -> list[dict]:
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        epochs, searched = metrics.get("epoch"), dict(result.config)
+        rows.append({
+            "trial_id": metrics.get("trial_id") or (Path(result.path).name.split("_")[1] if result.path else "?"),
+            "config": searched, "reference": tracking.is_reference(searched, references),
+            "status": "ERROR" if result.error else "TERMINATED",
+            "epochs": epochs, "checkpoint": metrics.get("checkpoint_path"),
+            "metrics": {k: metrics.get(k) for k in SUMMARY_METRICS}})
+    return rows
+
+
+def choose_best(rows: list[dict], epochs: int) -> dict | None:
+    """Highest final-epoch nDCG@10 among trials that ran every epoch: an early-stopped trial's
+    last epoch is not a final checkpoint. The best epoch is shown in MLflow, never used here."""
+    scored = [r for r in rows if r["metrics"]["ndcg_at_10"] is not None]
+    complete = [r for r in scored if r["epochs"] == epochs]
+    return max(complete or scored, key=lambda r: r["metrics"]["ndcg_at_10"], default=None)
+
+
+def log_best(client, parent_id: str, best: dict | None) -> None:
+    if not best:
+        return
+    for key, value in best["metrics"].items():
+        if value is not None:
+            client.log_metric(parent_id, f"best_{key}", value)
+    client.set_tag(parent_id, "best_trial", best["trial_id"])
+    client.set_tag(parent_id, "best_checkpoint", best["checkpoint"] or "")
+    if best["checkpoint"] and Path(best["checkpoint"], "model").is_dir():
+        client.log_artifacts(parent_id, str(Path(best["checkpoint"], "model")), "best_model")
