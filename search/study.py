@@ -52,7 +52,9 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
         tune_config=tune.TuneConfig(
             num_samples=study.trials + len(study.references),
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=resources.concurrency),
-            scheduler=ASHAScheduler(metric=METRIC, mode=MODE, time_attr="training_iteration",
+            # time_attr "epoch", not training_iteration: a resumed trial restarts Tune's iteration
+            # count, while its reported epoch continues from the checkpoint.
+            scheduler=ASHAScheduler(metric=METRIC, mode=MODE, time_attr="epoch",
                                     max_t=base["epochs"], grace_period=1, reduction_factor=2)),
         run_config=tune.RunConfig(name=study.tune_name, storage_path=str((storage / "tune").resolve()),
                                   callbacks=callbacks, progress_reporter=reporter, verbose=1),

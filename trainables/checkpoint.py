@@ -1,7 +1,7 @@
 """Epoch checkpoints: `model/` (save_pretrained: safetensors + tokenizer) and `state.pt`.
 
 `model/` loads as it is with transformers or sentence-transformers' CrossEncoder. `state.pt`
-holds the optimiser, scheduler, step, epoch and torch RNG state; it is read with
+holds the optimiser, scheduler, step, epoch, torch RNG state and the epoch's reported metrics; it is read with
 weights_only=True so a checkpoint can never run code.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ STATE_FILE = "state.pt"
 MODEL_DIR = "model"
 
 
-def save_checkpoint(directory, model, tokenizer, optimizer, scheduler, step: int, epoch: int) -> Path:
+def save_checkpoint(directory, model, tokenizer, optimizer, scheduler, step: int, epoch: int,
+                    metrics: dict | None = None) -> Path:
     """Write a complete checkpoint into `directory`, via a temporary sibling renamed at the end,
     so a crash mid-write never leaves a directory that looks complete."""
     directory = Path(directory)
@@ -27,7 +28,8 @@ def save_checkpoint(directory, model, tokenizer, optimizer, scheduler, step: int
     model.save_pretrained(tmp / MODEL_DIR, safe_serialization=True)
     tokenizer.save_pretrained(tmp / MODEL_DIR)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "step": step, "epoch": epoch, "torch_rng": torch.get_rng_state()}, tmp / STATE_FILE)
+                "step": step, "epoch": epoch, "torch_rng": torch.get_rng_state(), "metrics": metrics or {}},
+               tmp / STATE_FILE)
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
     return directory

@@ -101,8 +101,12 @@ def train_loop_per_worker(config: dict) -> None:
             saved = None
             if rank == 0:  # one writer; the other ranks report the same metrics without a checkpoint
                 saved = ray.train.Checkpoint.from_directory(save_checkpoint(
-                    Path(tmp) / "checkpoint", unwrap(model), tokenizer, optimizer, scheduler, step, epoch))
+                    Path(tmp) / "checkpoint", unwrap(model), tokenizer, optimizer, scheduler, step, epoch, metrics))
             ray.train.report(metrics, checkpoint=saved)
+    if state and first_epoch >= cfg.epochs:
+        # Resumed after the last epoch was saved but before its report reached Tune (the driver
+        # died in between): report it again, or the trial would end without a result.
+        ray.train.report(state.get("metrics", {}))
     meter.close()
 
 
