@@ -21,7 +21,8 @@ class TrialResources:
 
 
 def plan(cluster_cpus: float, cluster_gpus: float, gpus_per_trial: Optional[int],
-         workers_per_trial: Optional[int], max_concurrent: Optional[int]) -> TrialResources:
+         workers_per_trial: Optional[int], max_concurrent: Optional[int],
+         cpus_per_gpu: Optional[float] = None) -> TrialResources:
     """GPU mode: one worker per GPU, concurrency = floor(GPUs / GPUs per trial).
     CPU mode (gpus_per_trial=0, explicit or because the cluster has no GPU): the cores are shared
     evenly by the workers of the trials running at once."""
@@ -40,7 +41,10 @@ def plan(cluster_cpus: float, cluster_gpus: float, gpus_per_trial: Optional[int]
                              "or equal to --gpus-per-trial")
         concurrency = int(cluster_gpus // gpus_per_trial)
         concurrency = min(concurrency, max_concurrent or concurrency)
-        cpus = max(1, int(cluster_cpus // (concurrency * gpus_per_trial)))  # for tokenising and loading
+        # CPUs for tokenising and loading, from the GPU nodes themselves (cpus_per_gpu: the least any
+        # GPU node has per GPU), so a head node's CPUs never inflate what a worker asks for.
+        share = cpus_per_gpu if cpus_per_gpu is not None else cluster_cpus / (concurrency * gpus_per_trial)
+        cpus = max(1, int(share))
         return TrialResources(gpus_per_trial, True, cpus, concurrency)
     workers = workers_per_trial or 1
     if workers < 1:

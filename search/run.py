@@ -192,6 +192,14 @@ def start_ray(address):
     return ray.cluster_resources()
 
 
+def cpus_per_gpu() -> float | None:
+    """The fewest CPUs any live GPU node has per GPU (None without GPU nodes)."""
+    import ray
+    shares = [node["Resources"].get("CPU", 0) / node["Resources"]["GPU"] for node in ray.nodes()
+              if node.get("Alive") and node["Resources"].get("GPU", 0) > 0]
+    return min(shares) if shares else None
+
+
 def print_table(rows: list[dict], first_stage: dict, best: dict | None, title: str) -> None:
     header = f"{'trial':<10} {'optimizer':<9} {'lr':>9} {'wd':>8} {'scheduler':<9} {'ep':>2} " \
              f"{'ndcg@10':>8} {'map':>7} {'mrr@10':>7}"
@@ -253,7 +261,7 @@ def main(argv=None) -> dict:
 
     cluster = start_ray(args.address)
     resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
-                                   args.workers_per_trial, args.max_concurrent)
+                                   args.workers_per_trial, args.max_concurrent, cpus_per_gpu())
     groups = [(opt,) for opt in OPTIMIZERS] if args.compare_optimizers else [OPTIMIZERS]
     record = previous if args.resume else search_record.new(experiment, argv if argv is not None else sys.argv[1:])
     print(f"space {space.name}: {len(groups)} stud{'ies' if len(groups) > 1 else 'y'} × {trials} trials × "

@@ -24,3 +24,10 @@ def test_cpu_mode_shares_cores():
 def test_impossible_requests_fail_at_once(args, needle):
     with pytest.raises(UsageError, match=needle):
         plan(*args)
+
+
+def test_worker_cpus_come_from_gpu_nodes_not_the_head():
+    # 2 GPU nodes of 48 CPUs / 4 GPUs plus a 16-CPU head: each GPU worker may hold 12 CPUs, not (112/6).
+    resources = plan(cluster_cpus=112, cluster_gpus=8, gpus_per_trial=3, workers_per_trial=None,
+                     max_concurrent=None, cpus_per_gpu=12.0)
+    assert (resources.cpus_per_worker, resources.concurrency) == (12, 2)

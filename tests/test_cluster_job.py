@@ -1,0 +1,87 @@
+"""A two-node Ray cluster on 127.0.0.1 (its own temp dir and ports), a smoke search sent to it with
+`ray job submit` and cluster/runtime_env.yaml, one trial's two DDP workers on the two nodes.
+Only the processes this test started are stopped: never a bare `ray stop`."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search.run import free_port
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def cluster_env() -> dict:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_V2_ENABLED": "1", "RAY_ADDRESS": ""}
+
+
+def ray_cli(*args, timeout=180):
+    done = subprocess.run([str(BIN / "ray"), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=cluster_env(), cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Kill every process whose command line names this cluster's temp dir (raylets, GCS, dashboard,
+    workers all carry it), then anything left of their children."""
+    mine = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
+    family = {p.pid: p for proc in mine for p in [proc, *proc.children(recursive=True)]}
+    for proc in family.values():
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(list(family.values()), timeout=30)
+
+
+@pytest.fixture
+def two_node_cluster():
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    gcs_port, dashboard_port = free_port(), free_port()
+    try:
+        ray_cli("start", "--head", "--node-ip-address", "127.0.0.1", "--port", gcs_port, "--num-cpus", 1,
+                "--num-gpus", 0, "--temp-dir", f"{temp_dir}/h", "--include-dashboard", "true", "--dashboard-host",
+                "127.0.0.1", "--dashboard-port", dashboard_port, "--disable-usage-stats")
+        # Each node its own temp dir, as on real machines: nodes sharing one would delete each
+        # other's unpacked runtime_env packages.
+        ray_cli("start", "--address", f"127.0.0.1:{gcs_port}", "--node-ip-address", "127.0.0.1", "--num-cpus", 1,
+                "--num-gpus", 0, "--temp-dir", f"{temp_dir}/w", "--disable-usage-stats")
+        yield f"http://127.0.0.1:{dashboard_port}", temp_dir
+    finally:
+        stop_cluster(temp_dir)
+
+
+def test_ray_job_submit_runs_a_search_on_two_nodes(two_node_cluster, tmp_path):
+    address, temp_dir = two_node_cluster
+    from ray.job_submission import JobStatus, JobSubmissionClient
+    client = JobSubmissionClient(address)  # the second node has joined: `ray start` returns once it has
+    storage = tmp_path / "runs"
+    job_id = "smoke-" + tmp_path.name[-8:].replace("_", "")
+    ray_cli("job", "submit", "--address", address, "--submission-id", job_id, "--no-wait", "--runtime-env",
+            ROOT / "cluster" / "runtime_env.yaml", "--", "python", "-m", "search.run", "--space", "minilm",
+            "--smoke-test", "--trials", 2, "--workers-per-trial", 2, "--address", "auto", "--storage", storage,
+            "--experiment", "cluster-smoke")
+    deadline = time.time() + 600
+    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.time() < deadline, client.get_job_logs(job_id)[-3000:]
+        time.sleep(2)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    assert "2 worker(s) per trial" in logs
+
+    mlflow = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
+    experiment = mlflow.get_experiment_by_name("cluster-smoke")
+    runs = mlflow.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags.get("role") for r in runs) == ["search", "trial", "trial"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all("ndcg_at_10" in r.data.metrics for r in runs if r.data.tags.get("role") == "trial")
