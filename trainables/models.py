@@ -75,9 +75,13 @@ def native_dir(model_dir: Path, cache_root: Path) -> Path:
 def load_reranker(model_dir: Path):
     """(tokenizer, model) with a single-logit head; weights from safetensors, no remote code."""
     import transformers
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=1, trust_remote_code=False)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=1, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:  # missing or corrupt files
+        raise UsageError(f"{model_dir}: cannot load the model ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer, model

@@ -16,12 +16,15 @@ from trainables.errors import UsageError, exit_on_usage_error
 
 
 def model_directory(model: str) -> Path:
-    from trainables.checkpoint import MODEL_DIR
+    """The transformers directory behind --model; a search checkpoint is checked whole first."""
+    import tempfile
+
+    from trainables.checkpoint import MODEL_DIR, STATE_FILE, load_state
     from trainables.models import native_dir, require
     path = Path(model).expanduser()
-    if (path / MODEL_DIR / "config.json").is_file():
+    if (path / STATE_FILE).is_file() or (path / MODEL_DIR).is_dir():
+        load_state(path)  # a corrupt or partial checkpoint fails here, naming its file
         path = path / MODEL_DIR
-    import tempfile
     return native_dir(require(str(path)), Path(tempfile.gettempdir()) / "rerank-search")
 
 
