@@ -14,6 +14,7 @@ import torch
 from trainables.errors import UsageError
 
 STATE_FILE = "state.pt"
+TEST_PER_QUERY = "test_per_query.json"  # seed reruns only: the final epoch's per-query test scores
 MODEL_DIR = "model"
 
 

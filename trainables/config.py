@@ -57,6 +57,7 @@ class TrainConfig:
     # evaluation
     rerank_depth: int = 100
     eval_batch_size: int = 64
+    evaluate_test: bool = False  # score the final epoch on the test fold too (seed reruns only)
     # plumbing, not hyperparameters
     num_threads: Optional[int] = None  # torch intra-op threads per worker; None: torch's default
 
@@ -90,9 +91,30 @@ class TrainConfig:
         need(0 < self.dev_fraction < 1, "dev_fraction", "must be in (0, 1)")
         need(self.folds == 0 or self.folds >= 2, "folds", "must be 0 (no test fold) or >= 2")
         need(0 <= self.test_fold < max(self.folds, 1), "test_fold", "must be in [0, folds)")
+        need(not self.evaluate_test or self.folds >= 2, "evaluate_test", "needs folds >= 2 (a held-out test fold)")
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
             need(value is None or 0 <= value < 1, key, "must be in [0, 1)")
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> "TrainConfig":
+        """Rebuild a config from MLflow params (every value a string), keeping only TrainConfig keys."""
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        values = {}
+        for key, text in params.items():
+            if key not in types:
+                continue
+            if text == "None":
+                values[key] = None
+            elif "bool" in str(types[key]):
+                values[key] = text == "True"
+            elif "int" in str(types[key]):
+                values[key] = int(float(text))
+            elif "float" in str(types[key]):
+                values[key] = float(text)
+            else:
+                values[key] = text
+        return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -5,6 +5,7 @@ Reads top to bottom: config → data → model (fresh or from checkpoint) → ep
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from contextlib import nullcontext
@@ -16,9 +17,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from trainables.checkpoint import MODEL_DIR, load_state, save_checkpoint
+from trainables.checkpoint import MODEL_DIR, TEST_PER_QUERY, load_state, save_checkpoint
 from trainables.config import TrainConfig
-from trainables.data import (Pair, RetrievalData, split_queries, steps_per_epoch, three_way_split,
+from trainables.data import (Pair, RetrievalData, held_out_queries, split_queries, steps_per_epoch, three_way_split,
                               training_pairs, worker_batches)
 from trainables.errors import UsageError
 from trainables.evaluate import candidates, mean_metrics, per_query_metrics, rerank_scores, to_run
@@ -97,11 +98,20 @@ def train_loop_per_worker(config: dict) -> None:
                        pairs_per_s=len(batches) * cfg.batch_size / train_seconds,
                        train_s=train_seconds, eval_s=time.perf_counter() - started,
                        **meter.epoch_metrics(train_seconds, len(batches)))
+        test_per_query = None
+        if cfg.evaluate_test and epoch == cfg.epochs - 1:  # seed reruns: the final checkpoint on test queries
+            test_per_query = score_per_query(
+                unwrap(model), tokenizer, data, test_candidates(data, cfg), cfg, device, autocast_dtype, rank,
+                world_size)
+            metrics.update({f"test_{k}": v for k, v in mean_metrics(test_per_query).items()})
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
             if rank == 0:  # one writer; the other ranks report the same metrics without a checkpoint
-                saved = ray.train.Checkpoint.from_directory(save_checkpoint(
-                    Path(tmp) / "checkpoint", unwrap(model), tokenizer, optimizer, scheduler, step, epoch, metrics))
+                directory = save_checkpoint(Path(tmp) / "checkpoint", unwrap(model), tokenizer, optimizer, scheduler,
+                                            step, epoch, metrics)
+                if test_per_query is not None:  # per-query scores travel in the checkpoint, not the metrics
+                    (directory / TEST_PER_QUERY).write_text(json.dumps(test_per_query))
+                saved = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=saved)
     if state and first_epoch >= cfg.epochs:
         # Resumed after the last epoch was saved but before its report reached Tune (the driver
@@ -147,9 +157,15 @@ def pair_lengths(pairs: list[Pair], data: RetrievalData) -> list[int]:
 
 def evaluate_dev(model, tokenizer, data, dev_pairs, cfg: TrainConfig, device, autocast_dtype,
                  rank: int, world_size: int) -> dict:
-    """Each rank scores its share of the dev candidates; all ranks gather every score and so
-    compute (and report) the same metrics."""
-    mine = dev_pairs[rank::world_size]
+    return mean_metrics(score_per_query(model, tokenizer, data, dev_pairs, cfg, device, autocast_dtype,
+                                        rank, world_size))
+
+
+def score_per_query(model, tokenizer, data, pairs, cfg: TrainConfig, device, autocast_dtype,
+                    rank: int, world_size: int) -> dict:
+    """Each rank scores its share of the candidates; all ranks gather every score and so
+    compute (and report) the same per-query metrics."""
+    mine = pairs[rank::world_size]
     scores = rerank_scores(model, tokenizer, mine, data.queries, data.collection, cfg.max_length,
                            cfg.eval_batch_size, device, autocast_dtype)
     shares = [(mine, scores)]
@@ -160,7 +176,13 @@ def evaluate_dev(model, tokenizer, data, dev_pairs, cfg: TrainConfig, device, au
     for share_pairs, share_scores in shares:
         for qid, scored in to_run(share_pairs, share_scores).items():
             run.setdefault(qid, {}).update(scored)
-    return mean_metrics(per_query_metrics(run, data.qrels, cfg.positive_level))
+    return per_query_metrics(run, data.qrels, cfg.positive_level)
+
+
+def test_candidates(data, cfg: TrainConfig) -> list[tuple[str, str]]:
+    """The held-out test fold's first-stage candidates, at the rerank depth."""
+    test_qids = held_out_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
+    return candidates(data.run, test_qids, cfg.rerank_depth)
 
 
 def mean_over_workers(value: torch.Tensor, world_size: int) -> torch.Tensor:

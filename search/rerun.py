@@ -1,0 +1,144 @@
+"""Re-train each optimizer's best configuration with K seeds and score it on the held-out test fold.
+
+    python -m search.rerun --experiment rerank-minilm --seeds 3 [--space minilm] [--mlflow-uri URI]
+
+For every space in the experiment and every optimizer, the best trial is the one with the highest
+final-epoch dev nDCG@10 among trials that ran every epoch (as the search picks it). Its exact
+configuration is trained again with seeds 0..K-1 (the seed drives the new head's initialisation,
+hard-negative sampling and batch order; the query split stays the search's), and each final
+checkpoint reranks the test fold's first-stage candidates. Every rerun is an MLflow child run of
+the search that produced the configuration (tag role=rerun), with test_* metrics and the
+per-query scores (per_query.json) that analysis.report's paired tests need. Reruns already
+FINISHED for the same (trial, seed) are skipped, so a crashed rerun can simply be started again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from trainables.errors import UsageError, exit_on_usage_error
+
+PER_QUERY_ARTIFACT = "per_query.json"
+
+
+def best_configs(experiment, spaces) -> list[tuple[object, object, str]]:
+    """(search, trial, space) of each space × optimizer's best final-epoch trial."""
+    from analysis.summary import backbones, best_final_trial
+    chosen = []
+    for backbone in backbones(experiment):
+        if spaces and backbone.space not in spaces:
+            continue
+        for optimizer in backbone.optimizers():
+            trials = [t for t in backbone.trials if t.optimizer == optimizer]
+            best = best_final_trial(trials, backbone.max_epochs)
+            if best is None:
+                continue
+            search = next(s for s in backbone.searches if best in s.trials)
+            chosen.append((search, best, backbone.space))
+    if not chosen:
+        raise UsageError(f"experiment {experiment.name!r} has no finished trials to rerun")
+    return chosen
+
+
+def train_and_test(config: dict, resources, storage: Path, name: str) -> dict:
+    """One seed: a Ray Train fit of the config, returning its final report (with test_* scores)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from trainables.checkpoint import TEST_PER_QUERY
+    from trainables.loop import train_loop_per_worker
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=resources.num_workers, use_gpu=resources.use_gpu,
+                                     resources_per_worker=resources.worker_resources()),
+        run_config=RunConfig(name=name, storage_path=str(storage), checkpoint_config=CheckpointConfig(num_to_keep=1),
+                             failure_config=FailureConfig(max_failures=1)))
+    result = trainer.fit()
+    if result.error or result.checkpoint is None:
+        raise RuntimeError(f"rerun {name} failed: {result.error}")
+    with result.checkpoint.as_directory() as directory:
+        per_query = json.loads((Path(directory) / TEST_PER_QUERY).read_text())
+    return {**result.metrics, "test_per_query": per_query}
+
+
+def log_rerun(client, experiment_id: str, search, trial, seed: int, config: dict, metrics: dict) -> str:
+    run = client.create_run(experiment_id, run_name=f"rerun-{trial.optimizer}-seed{seed}", tags={
+        "mlflow.parentRunId": search.run_id, "role": "rerun", "optimizer": trial.optimizer, "seed": str(seed),
+        "source_trial": trial.trial_id, "gpu": str(metrics.get("gpu", ""))})
+    run_id = run.info.run_id
+    from mlflow.entities import Metric, Param
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in config.items()], metrics=[
+        Metric(k, float(v), 0, config["epochs"]) for k, v in metrics.items()
+        if (k.startswith("test_") and isinstance(v, (int, float))) or k in ("gpu_util_mean", "energy_kj", "ndcg_at_10")])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PER_QUERY_ARTIFACT
+        path.write_text(json.dumps(metrics["test_per_query"], indent=1))
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+@exit_on_usage_error
+def main(argv=None) -> list[dict]:
+    from analysis.runs import load_experiment
+    from search import resources as resource_plan
+    from search import tracking
+    from search.run import cpus_per_gpu, start_ray
+    from trainables.config import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="python -m search.rerun", description=__doc__.split("\n")[0])
+    parser.add_argument("--experiment", required=True, help="MLflow experiment of the search(es)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per optimizer (default 3)")
+    parser.add_argument("--space", action="append", default=[], help="only these spaces (default: all)")
+    parser.add_argument("--storage", type=Path, default=Path("runs"), help="where the search kept its state")
+    parser.add_argument("--mlflow-uri", default=None, help="tracking URI (default: sqlite in --storage)")
+    parser.add_argument("--address", default=None, help="existing Ray cluster (default: start a local one)")
+    parser.add_argument("--gpus-per-trial", type=int, default=None)
+    parser.add_argument("--workers-per-trial", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        raise UsageError("--seeds must be >= 1")
+    storage = args.storage.resolve()
+    uri = args.mlflow_uri or tracking.default_uri(storage)
+    experiment = load_experiment(uri, args.experiment)
+    plans = []
+    for search, trial, space in best_configs(experiment, set(args.space)):
+        config = TrainConfig.from_params(trial.params)
+        if config.folds < 2:
+            raise UsageError(f"search {search.run_id} of space {space!r} kept no test fold (folds=0): "
+                             f"run it with --folds K (--compare-optimizers sets 5)")
+        done = {(r.source_trial, r.seed) for r in search.reruns if r.status == "FINISHED"}
+        for seed in range(args.seeds):
+            if (trial.trial_id, str(seed)) not in done:
+                plans.append((search, trial, space, seed, {**config.to_dict(), "seed": seed, "evaluate_test": True}))
+    print(f"{len(plans)} rerun(s) to train", file=sys.stderr)
+    if not plans:
+        return []
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(uri)
+    import ray
+    results = []
+    try:
+        cluster = start_ray(args.address)
+        resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
+                                       args.workers_per_trial, 1, cpus_per_gpu())
+        for search, trial, space, seed, config in plans:
+            TrainConfig.from_dict({**config, "num_threads": resources.cpus_per_worker})
+            metrics = train_and_test({**config, "num_threads": resources.cpus_per_worker}, resources,
+                                     storage / "reruns", f"rerun-{trial.trial_id}-seed{seed}")
+            run_id = log_rerun(client, experiment.experiment_id, search, trial, seed, config, metrics)
+            results.append({"space": space, "optimizer": trial.optimizer, "seed": seed, "source_trial": trial.trial_id,
+                            "run_id": run_id, **{k: v for k, v in metrics.items() if k.startswith("test_")
+                                                 and k != "test_per_query"}})
+            print(f"{space} {trial.optimizer} seed {seed}: test nDCG@10 {metrics['test_ndcg_at_10']:.4f} "
+                  f"MAP {metrics['test_map']:.4f} MRR@10 {metrics['test_mrr_at_10']:.4f}")
+    finally:
+        ray.shutdown()
+    return results
+
+
+if __name__ == "__main__":
+    main()
