@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (ASHA's max_t)")
     parser.add_argument("--compare-optimizers", action="store_true",
                         help="one study per optimizer with equal budgets (its own Optuna TPE each)")
+    parser.add_argument("--searcher", choices=("tpe", "random"), default="tpe",
+                        help="tpe: Optuna TPE with ASHA early stopping (default); random: random search, no stopping")
     parser.add_argument("--preset", default=None, help=f"also run a preset's settings as reference trials "
                                                        f"and use its fixed settings: {', '.join(PRESETS)}")
     parser.add_argument("--data", type=Path, default=None,
@@ -257,7 +259,7 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
             continue
         references = [c for c in (preset.reference[space.name] if preset else []) if c["optimizer"] in optimizers]
         study = studies.Study(optimizers=optimizers, trials=trials, references=references, seed=args.seed,
-                              max_failures=args.max_failures,
+                              max_failures=args.max_failures, searcher=args.searcher,
                               tune_name=entry["tune_name"] if entry else f"{record['experiment']}-{record['stamp']}-{key}")
         if entry:
             client.update_run(entry["parent_run_id"], status="RUNNING")
@@ -267,7 +269,7 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
                 params={"epochs": base["epochs"], "model": base["model"], "data": base["data_dir"],
                         "workers_per_trial": resources.num_workers, "use_gpu": resources.use_gpu,
                         "seed": args.seed, "folds": args.folds, "test_fold": args.test_fold,
-                        "preset": args.preset or "none", **{f"first_stage_{k}": v for k, v in first_stage.items()}},
+                        "preset": args.preset or "none", "searcher": args.searcher, **{f"first_stage_{k}": v for k, v in first_stage.items()}},
                 tags={"git_commit": git_commit(), "data": base["data_dir"], "smoke_test": str(args.smoke_test)})
             entry = record["studies"][key] = {"tune_name": study.tune_name, "parent_run_id": parent_id,
                                               "status": "RUNNING"}

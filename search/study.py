@@ -26,12 +26,13 @@ class Study:
     references: list  # searched-key configs evaluated first (a preset's), on top of `trials`
     seed: int
     max_failures: int
+    searcher: str = "tpe"  # "tpe": Optuna TPE + ASHA; "random": random sampling, every trial runs all epochs
 
 
 def build_tuner(space, study: Study, base: dict, resources, storage: Path, callbacks):
-    from optuna.samplers import TPESampler
+    from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
@@ -41,8 +42,16 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
     define_by_run = functools.partial(space.suggest, optimizers=study.optimizers)
     # metric and mode go to the searcher and scheduler themselves: ConcurrencyLimiter does not pass
     # them on to a define-by-run OptunaSearch.
+    if study.searcher == "random":  # the baseline TPE + ASHA must beat at the same trial budget
+        sampler, scheduler = RandomSampler(seed=study.seed), FIFOScheduler()
+    else:
+        sampler = TPESampler(seed=study.seed, n_startup_trials=min(10, max(2, study.trials // 2)))
+        # time_attr "epoch", not training_iteration: a resumed trial restarts Tune's iteration
+        # count, while its reported epoch continues from the checkpoint.
+        scheduler = ASHAScheduler(metric=METRIC, mode=MODE, time_attr="epoch", max_t=base["epochs"],
+                                  grace_period=1, reduction_factor=2)
     searcher = OptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, points_to_evaluate=study.references or None,
-                            sampler=TPESampler(seed=study.seed, n_startup_trials=min(10, max(2, study.trials // 2))))
+                            sampler=sampler)
     reporter = tune.CLIReporter(
         parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
         metric_columns=["epoch", "ndcg_at_10", "map", "mrr_at_10", "train_loss", "pairs_per_s"],
@@ -52,10 +61,7 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
         tune_config=tune.TuneConfig(
             num_samples=study.trials + len(study.references),
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=resources.concurrency),
-            # time_attr "epoch", not training_iteration: a resumed trial restarts Tune's iteration
-            # count, while its reported epoch continues from the checkpoint.
-            scheduler=ASHAScheduler(metric=METRIC, mode=MODE, time_attr="epoch",
-                                    max_t=base["epochs"], grace_period=1, reduction_factor=2)),
+            scheduler=scheduler),
         run_config=tune.RunConfig(name=study.tune_name, storage_path=str((storage / "tune").resolve()),
                                   callbacks=callbacks, progress_reporter=reporter, verbose=1),
     )

@@ -15,7 +15,7 @@ from trainables.errors import UsageError
 
 EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "lr", "pairs_per_s",
                  "tokens_per_s", "step_time_s", "train_s", "eval_s", "mfu", "gpu_util_mean", "gpu_mem_peak_gb",
-                 "energy_kj", "gpu_power_mean_w", "sm_clock_mean_mhz")
+                 "energy_kj", "gpu_power_mean_w", "sm_clock_mean_mhz", "first_stage_weight")
 PARENT_TAG = "mlflow.parentRunId"
 
 

@@ -57,6 +57,9 @@ class TrainConfig:
     # evaluation
     rerank_depth: int = 100
     eval_batch_size: int = 64
+    # Reranked score = w·first stage + (1 − w)·model, each min-max normalised per query; None: choose w
+    # on the dev queries each epoch (the test fold then uses the dev choice). 0: the model alone.
+    first_stage_weight: Optional[float] = 0.0
     evaluate_test: bool = False  # score the final epoch on the test fold too (seed reruns only)
     # plumbing, not hyperparameters
     num_threads: Optional[int] = None  # torch intra-op threads per worker; None: torch's default
@@ -91,6 +94,8 @@ class TrainConfig:
         need(0 < self.dev_fraction < 1, "dev_fraction", "must be in (0, 1)")
         need(self.folds == 0 or self.folds >= 2, "folds", "must be 0 (no test fold) or >= 2")
         need(0 <= self.test_fold < max(self.folds, 1), "test_fold", "must be in [0, folds)")
+        need(self.first_stage_weight is None or 0 <= self.first_stage_weight <= 1, "first_stage_weight",
+             "must be in [0, 1], or null to choose it on dev")
         need(not self.evaluate_test or self.folds >= 2, "evaluate_test", "needs folds >= 2 (a held-out test fold)")
         for key in ("beta1", "beta2"):
             value = getattr(self, key)

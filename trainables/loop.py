@@ -19,12 +19,13 @@ import torch.nn.functional as F
 
 from trainables.checkpoint import MODEL_DIR, TEST_PER_QUERY, load_state, save_checkpoint
 from trainables.config import TrainConfig
-from trainables.data import (Pair, RetrievalData, held_out_queries, split_queries, steps_per_epoch, three_way_split,
+from trainables.data import (Pair, RetrievalData, split_queries, steps_per_epoch, three_way_split,
                               training_pairs, worker_batches)
 from trainables.errors import UsageError
-from trainables.evaluate import candidates, mean_metrics, per_query_metrics, rerank_scores, to_run
+from trainables.evaluate import candidates, mean_metrics
 from trainables.models import load_reranker, native_dir, require
 from trainables.optim import build_optimizer, build_scheduler
+from trainables.scoring import evaluate_dev, evaluate_test
 from trainables.throughput import EpochMeter
 from trainables.triples import find_triples, read_triples, triple_pairs
 
@@ -100,9 +101,8 @@ def train_loop_per_worker(config: dict) -> None:
                        **meter.epoch_metrics(train_seconds, len(batches)))
         test_per_query = None
         if cfg.evaluate_test and epoch == cfg.epochs - 1:  # seed reruns: the final checkpoint on test queries
-            test_per_query = score_per_query(
-                unwrap(model), tokenizer, data, test_candidates(data, cfg), cfg, device, autocast_dtype, rank,
-                world_size)
+            test_per_query = evaluate_test(unwrap(model), tokenizer, data, cfg, device, autocast_dtype, rank,
+                                           world_size, metrics["first_stage_weight"])
             metrics.update({f"test_{k}": v for k, v in mean_metrics(test_per_query).items()})
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
@@ -153,36 +153,6 @@ def encode(pairs, data: RetrievalData, tokenizer, max_length: int, device):
 def pair_lengths(pairs: list[Pair], data: RetrievalData) -> list[int]:
     """Characters per (query, passage) pair: a cheap, rank-independent proxy for token count."""
     return [len(data.queries[p.qid]) + len(data.collection[p.pid]) for p in pairs]
-
-
-def evaluate_dev(model, tokenizer, data, dev_pairs, cfg: TrainConfig, device, autocast_dtype,
-                 rank: int, world_size: int) -> dict:
-    return mean_metrics(score_per_query(model, tokenizer, data, dev_pairs, cfg, device, autocast_dtype,
-                                        rank, world_size))
-
-
-def score_per_query(model, tokenizer, data, pairs, cfg: TrainConfig, device, autocast_dtype,
-                    rank: int, world_size: int) -> dict:
-    """Each rank scores its share of the candidates; all ranks gather every score and so
-    compute (and report) the same per-query metrics."""
-    mine = pairs[rank::world_size]
-    scores = rerank_scores(model, tokenizer, mine, data.queries, data.collection, cfg.max_length,
-                           cfg.eval_batch_size, device, autocast_dtype)
-    shares = [(mine, scores)]
-    if world_size > 1:
-        shares = [None] * world_size
-        dist.all_gather_object(shares, (mine, scores))  # workers must agree: every rank takes part
-    run = {}
-    for share_pairs, share_scores in shares:
-        for qid, scored in to_run(share_pairs, share_scores).items():
-            run.setdefault(qid, {}).update(scored)
-    return per_query_metrics(run, data.qrels, cfg.positive_level)
-
-
-def test_candidates(data, cfg: TrainConfig) -> list[tuple[str, str]]:
-    """The held-out test fold's first-stage candidates, at the rerank depth."""
-    test_qids = held_out_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
-    return candidates(data.run, test_qids, cfg.rerank_depth)
 
 
 def mean_over_workers(value: torch.Tensor, world_size: int) -> torch.Tensor:

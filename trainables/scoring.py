@@ -1,0 +1,60 @@
+"""How a trial scores itself each epoch: the dev (and, for seed reruns, test) candidates are
+reranked in shares over the workers, gathered, optionally interpolated with the first-stage
+score, and scored with TREC semantics. Every rank ends with the same numbers."""
+from __future__ import annotations
+
+import torch.distributed as dist
+
+from trainables.config import TrainConfig
+from trainables.data import held_out_queries
+from trainables.evaluate import (candidates, interpolate, mean_metrics, per_query_metrics, rerank_scores,
+                                 to_run)
+
+# Interpolation weights tried on dev when first_stage_weight is None ("choose on dev").
+WEIGHT_GRID = tuple(i / 10 for i in range(10))
+
+
+def gathered_run(model, tokenizer, data, pairs, cfg: TrainConfig, device, autocast_dtype, rank: int,
+                 world_size: int) -> dict[str, dict[str, float]]:
+    """Model scores for every pair: each rank scores pairs[rank::world_size], then all gather."""
+    mine = pairs[rank::world_size]
+    scores = rerank_scores(model, tokenizer, mine, data.queries, data.collection, cfg.max_length,
+                           cfg.eval_batch_size, device, autocast_dtype)
+    shares = [(mine, scores)]
+    if world_size > 1:
+        shares = [None] * world_size
+        dist.all_gather_object(shares, (mine, scores))  # workers must agree: every rank takes part
+    run: dict[str, dict[str, float]] = {}
+    for share_pairs, share_scores in shares:
+        for qid, scored in to_run(share_pairs, share_scores).items():
+            run.setdefault(qid, {}).update(scored)
+    return run
+
+
+def per_query_at(run, data, cfg: TrainConfig, weight: float) -> dict:
+    mixed = interpolate(data.run, run, weight) if weight else run
+    return per_query_metrics(mixed, data.qrels, cfg.positive_level)
+
+
+def choose_weight(run, data, cfg: TrainConfig) -> float:
+    """cfg.first_stage_weight, or when it is None the grid weight with the best dev nDCG@10
+    (ties go to the smaller weight: trust the model when the first stage adds nothing)."""
+    if cfg.first_stage_weight is not None:
+        return cfg.first_stage_weight
+    return max(WEIGHT_GRID, key=lambda w: (mean_metrics(per_query_at(run, data, cfg, w))["ndcg_at_10"], -w))
+
+
+def evaluate_dev(model, tokenizer, data, dev_pairs, cfg: TrainConfig, device, autocast_dtype, rank: int,
+                 world_size: int) -> dict:
+    run = gathered_run(model, tokenizer, data, dev_pairs, cfg, device, autocast_dtype, rank, world_size)
+    weight = choose_weight(run, data, cfg)
+    return {**mean_metrics(per_query_at(run, data, cfg, weight)), "first_stage_weight": weight}
+
+
+def evaluate_test(model, tokenizer, data, cfg: TrainConfig, device, autocast_dtype, rank: int, world_size: int,
+                  weight: float) -> dict:
+    """Per-query scores on the held-out test fold, with the weight chosen on dev."""
+    test_qids = held_out_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
+    pairs = candidates(data.run, test_qids, cfg.rerank_depth)
+    run = gathered_run(model, tokenizer, data, pairs, cfg, device, autocast_dtype, rank, world_size)
+    return per_query_at(run, data, cfg, weight)
