@@ -90,12 +90,27 @@ class Row:
     trial: Trial | None = None
 
 
+def pooled_by_seed(reruns: list[Rerun], optimizer: str) -> dict[str, dict[str, dict[str, float]]]:
+    """seed -> {qid: {metric: score}}: one seed's reruns on several test folds (cross-validation)
+    pooled into one set of test queries; with a single test fold, just that rerun's scores."""
+    pooled: dict[str, dict[str, dict[str, float]]] = {}
+    for rerun in reruns:
+        if rerun.optimizer == optimizer and rerun.per_query is not None:
+            pooled.setdefault(rerun.seed, {}).update(rerun.per_query)
+    return pooled
+
+
 def _rerun_row(space: str, optimizer: str, reruns: list[Rerun]) -> Row:
     scores = {}
+    pooled = pooled_by_seed(reruns, optimizer)
     for metric in METRICS:
-        values = [r.metrics[f"test_{metric}"] for r in reruns if f"test_{metric}" in r.metrics]
+        if pooled:  # per seed: the mean over all its test queries, then mean ± std over seeds
+            values = [_mean(q.get(metric) for q in per_query.values()) for per_query in pooled.values()]
+        else:
+            values = [r.metrics[f"test_{metric}"] for r in reruns if f"test_{metric}" in r.metrics]
+        values = [v for v in values if v is not None]
         scores[metric] = mean_std(values) if values else None
-    return Row(space, optimizer, "reruns", scores, len(reruns),
+    return Row(space, optimizer, "reruns", scores, len(pooled) or len(reruns),
                _mean(r.metrics.get("gpu_util_mean") for r in reruns),
                _mean(r.metrics.get("energy_kj") for r in reruns))
 
@@ -122,9 +137,10 @@ def table_rows(backbone: Backbone) -> list[Row]:
 
 
 def per_seed_scores(reruns: list[Rerun], optimizer: str, metric: str) -> list[dict[str, float]]:
-    """One {qid: score} per seed of this optimizer; reruns without per-query scores are left out."""
-    return [{qid: scores[metric] for qid, scores in r.per_query.items() if metric in scores}
-            for r in reruns if r.optimizer == optimizer and r.per_query is not None]
+    """One {qid: score} per seed of this optimizer (its test folds pooled); reruns without
+    per-query scores are left out."""
+    return [{qid: scores[metric] for qid, scores in per_query.items() if metric in scores}
+            for per_query in pooled_by_seed(reruns, optimizer).values()]
 
 
 @dataclass
