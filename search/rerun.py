@@ -2,8 +2,9 @@
 
     python -m search.rerun --experiment rerank-minilm --seeds 3 [--space minilm] [--mlflow-uri URI]
 
-For every space in the experiment and every optimizer, the best trial is the one with the highest
-final-epoch dev nDCG@10 among trials that ran every epoch (as the search picks it). Its exact
+For every space in the experiment, every test fold its searches held out and every optimizer, the
+best trial is the one with the highest final-epoch dev nDCG@10 among trials that ran every epoch
+(as the search picks it). Its exact
 configuration is trained again with seeds 0..K-1 (the seed drives the new head's initialisation,
 hard-negative sampling and batch order; the query split stays the search's), and each final
 checkpoint reranks the test fold's first-stage candidates. Every rerun is an MLflow child run of
@@ -25,19 +26,20 @@ PER_QUERY_ARTIFACT = "per_query.json"
 
 
 def best_configs(experiment, spaces) -> list[tuple[object, object, str]]:
-    """(search, trial, space) of each space × optimizer's best final-epoch trial."""
-    from analysis.summary import backbones, best_final_trial
+    """(search, trial, space) of the best final-epoch trial of each space × test fold × optimizer:
+    searches of one experiment on different test folds (cross-validation) are kept apart."""
+    from analysis.summary import Backbone, backbones, best_final_trial
     chosen = []
     for backbone in backbones(experiment):
         if spaces and backbone.space not in spaces:
             continue
-        for optimizer in backbone.optimizers():
-            trials = [t for t in backbone.trials if t.optimizer == optimizer]
-            best = best_final_trial(trials, backbone.max_epochs)
-            if best is None:
-                continue
-            search = next(s for s in backbone.searches if best in s.trials)
-            chosen.append((search, best, backbone.space))
+        folds = sorted({s.params.get("test_fold", "0") for s in backbone.searches})
+        for fold in folds:
+            group = Backbone(backbone.space, [s for s in backbone.searches if s.params.get("test_fold", "0") == fold])
+            for optimizer in group.optimizers():
+                best = best_final_trial([t for t in group.trials if t.optimizer == optimizer], group.max_epochs)
+                if best is not None:
+                    chosen.append((next(s for s in group.searches if best in s.trials), best, backbone.space))
     if not chosen:
         raise UsageError(f"experiment {experiment.name!r} has no finished trials to rerun")
     return chosen
