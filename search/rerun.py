@@ -88,7 +88,7 @@ def main(argv=None) -> list[dict]:
     from analysis.runs import load_experiment
     from search import resources as resource_plan
     from search import tracking
-    from search.run import cpus_per_gpu, start_ray
+    from search.ray_session import cpus_per_gpu, start_ray
     from trainables.config import TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m search.rerun", description=__doc__.split("\n")[0])

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from search import record as search_record
+from search.ray_session import cpus_per_gpu, start_ray
 from search.embedded_data import DEFAULT_DIR as EMBEDDED_DIR
 from trainables.errors import UsageError, exit_on_usage_error
 
@@ -27,9 +26,6 @@ EMBEDDED_SETTINGS = dict(max_length=64, batch_size=16, negatives_per_query=3, re
 EMBEDDED_TRIALS = 6
 SMOKE_SETTINGS = dict(max_length=48, batch_size=8, negatives_per_query=3, rerank_depth=10, epochs=2,
                       max_train_queries=16, max_dev_queries=6)
-RUNTIME_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-               "RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "HF_HUB_OFFLINE": "1",
-               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "RAY_TRAIN_V2_ENABLED": "1"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -184,39 +180,6 @@ def git_commit() -> str:
                               cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_ray(address):
-    import ray
-    os.environ.update(RUNTIME_ENV)
-    try:
-        if address:
-            ray.init(address=address, runtime_env={"env_vars": RUNTIME_ENV}, log_to_driver=True)
-        else:
-            # Ray Train releases a finished trial's placement group through the state API, which the
-            # dashboard serves; pointing every process at this cluster's own dashboard keeps it from
-            # guessing wrong when another Ray instance runs on the same machine.
-            port = free_port()
-            env = {**RUNTIME_ENV, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
-            ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                     runtime_env={"env_vars": env}, log_to_driver=True)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise UsageError(f"cannot reach Ray cluster at {address or 'local'}: {err}") from None
-    return ray.cluster_resources()
-
-
-def cpus_per_gpu() -> float | None:
-    """The fewest CPUs any live GPU node has per GPU (None without GPU nodes)."""
-    import ray
-    shares = [node["Resources"].get("CPU", 0) / node["Resources"]["GPU"] for node in ray.nodes()
-              if node.get("Alive") and node["Resources"].get("GPU", 0) > 0]
-    return min(shares) if shares else None
 
 
 def print_table(rows: list[dict], first_stage: dict, best: dict | None, title: str) -> None:

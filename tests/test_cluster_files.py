@@ -88,7 +88,7 @@ def test_install_follows_the_makefile(text):
 
 def test_runtime_env_is_accepted_by_ray():
     from ray.runtime_env import RuntimeEnv
-    from search.run import RUNTIME_ENV
+    from search.ray_session import RUNTIME_ENV
     spec = load("runtime_env.yaml")
     env = RuntimeEnv(**spec)
     assert env["working_dir"] == "."

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from search.run import free_port
+from search.ray_session import free_port
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent

@@ -1,5 +1,4 @@
 """The per-worker loop under a real Ray Train TorchTrainer, on a tiny model and the embedded data."""
-import torch
 from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 

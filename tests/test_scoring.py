@@ -1,6 +1,5 @@
 from types import SimpleNamespace
 
-import pytest
 
 from trainables.config import TrainConfig
 from trainables.scoring import choose_weight, per_query_at

@@ -1,0 +1,45 @@
+"""The Ray side of a search: the environment every Ray process gets, starting (or joining) a
+cluster, and what the cluster's GPU nodes can give each worker."""
+from __future__ import annotations
+
+import os
+import socket
+
+from trainables.errors import UsageError
+
+RUNTIME_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+               "RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "HF_HUB_OFFLINE": "1",
+               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "RAY_TRAIN_V2_ENABLED": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_ray(address):
+    import ray
+    os.environ.update(RUNTIME_ENV)
+    try:
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": RUNTIME_ENV}, log_to_driver=True)
+        else:
+            # Ray Train releases a finished trial's placement group through the state API, which the
+            # dashboard serves; pointing every process at this cluster's own dashboard keeps it from
+            # guessing wrong when another Ray instance runs on the same machine.
+            port = free_port()
+            env = {**RUNTIME_ENV, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+            ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                     runtime_env={"env_vars": env}, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise UsageError(f"cannot reach Ray cluster at {address or 'local'}: {err}") from None
+    return ray.cluster_resources()
+
+
+def cpus_per_gpu() -> float | None:
+    """The fewest CPUs any live GPU node has per GPU (None without GPU nodes)."""
+    import ray
+    shares = [node["Resources"].get("CPU", 0) / node["Resources"]["GPU"] for node in ray.nodes()
+              if node.get("Alive") and node["Resources"].get("GPU", 0) > 0]
+    return min(shares) if shares else None
