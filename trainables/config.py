@@ -37,6 +37,8 @@ class TrainConfig:
     grad_accum: int = 1
     epochs: int = 2
     bf16: bool = True  # used only where the device supports it (CUDA with bf16)
+    compile: bool = False  # torch.compile the model: faster steps on GPUs after a one-off compile
+    attn_implementation: Optional[str] = None  # e.g. "sdpa", "flash_attention_2" (ModernBERT unpadding)
     group_by_length: bool = True  # micro-batches of similar length: less padding, same pairs per step
     seed: int = 0
     # training pairs and dev split. training_data: "judged" = judged positives + first-stage hard

@@ -50,7 +50,7 @@ def train_loop_per_worker(config: dict) -> None:
         model_dir = Path(checkpoint_dir) / MODEL_DIR if checkpoint_dir else native_dir(
             require(cfg.model), Path(tempfile.gettempdir()) / "rerank-search")
         torch.manual_seed(cfg.seed)  # the new head starts the same on every rank
-        tokenizer, model = load_reranker(model_dir)
+        tokenizer, model = load_reranker(model_dir, cfg.attn_implementation)
     model.to(device)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_each_epoch * cfg.epochs)
@@ -62,6 +62,8 @@ def train_loop_per_worker(config: dict) -> None:
         torch.set_rng_state(state["torch_rng"])
     meter = EpochMeter(model, device, world_size)
     model = ray.train.torch.prepare_model(model)  # DDP when world_size > 1: gradients are averaged
+    if cfg.compile:
+        model = torch.compile(model, dynamic=True)  # dynamic: padded lengths vary from batch to batch
     autocast_dtype = torch.bfloat16 if cfg.bf16 and bf16_supported(device) else None
     lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
 
@@ -168,6 +170,8 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def unwrap(model):
+    """The plain transformers model under torch.compile's and DDP's wrappers."""
+    model = getattr(model, "_orig_mod", model)
     return model.module if hasattr(model, "module") else model
 
 

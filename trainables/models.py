@@ -72,14 +72,17 @@ def native_dir(model_dir: Path, cache_root: Path) -> Path:
     return shadow
 
 
-def load_reranker(model_dir: Path):
-    """(tokenizer, model) with a single-logit head; weights from safetensors, no remote code."""
+def load_reranker(model_dir: Path, attn_implementation: str | None = None):
+    """(tokenizer, model) with a single-logit head; weights from safetensors, no remote code.
+    attn_implementation: None lets transformers choose (sdpa where it can); "flash_attention_2"
+    gives ModernBERT its unpadded attention when the flash-attn package is installed."""
     import transformers
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=1, trust_remote_code=False)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:  # missing or corrupt files
+            model_dir, num_labels=1, trust_remote_code=False,
+            **({"attn_implementation": attn_implementation} if attn_implementation else {}))
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as err:  # missing or corrupt files
         raise UsageError(f"{model_dir}: cannot load the model ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
     if model.config.pad_token_id is None:
