@@ -23,7 +23,12 @@ def start_ray(address):
     os.environ.update(RUNTIME_ENV)
     try:
         if address:
-            ray.init(address=address, runtime_env={"env_vars": RUNTIME_ENV}, log_to_driver=True)
+            # Every Ray process is told which cluster is its own (RAY_ADDRESS), so Ray Train's
+            # state-API calls never have to guess among several instances on one machine.
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+            bootstrap = canonicalize_bootstrap_address_or_die(address) if "://" not in address else address
+            env = {**RUNTIME_ENV, **({"RAY_ADDRESS": bootstrap} if "://" not in bootstrap else {})}
+            ray.init(address=bootstrap, runtime_env={"env_vars": env}, log_to_driver=True)
         else:
             # Ray Train releases a finished trial's placement group through the state API, which the
             # dashboard serves; pointing every process at this cluster's own dashboard keeps it from

@@ -24,9 +24,15 @@ def cluster_env() -> dict:
             "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_V2_ENABLED": "1", "RAY_ADDRESS": ""}
 
 
-def ray_cli(*args, timeout=180):
-    done = subprocess.run([str(BIN / "ray"), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env=cluster_env(), cwd=ROOT)
+def ray_cli(*args, timeout=180, retry_on=None):
+    """Run the ray CLI; while its output says `retry_on` (a node still starting), try again."""
+    deadline = time.time() + timeout
+    while True:
+        done = subprocess.run([str(BIN / "ray"), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                              env=cluster_env(), cwd=ROOT)
+        if done.returncode == 0 or not retry_on or retry_on not in done.stderr + done.stdout or time.time() > deadline:
+            break
+        time.sleep(3)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
@@ -44,17 +50,25 @@ def stop_cluster(temp_dir: str) -> None:
     psutil.wait_procs(list(family.values()), timeout=30)
 
 
+def own_ports() -> list:
+    """Free ports for a node's agents: the defaults (e.g. 52365 for the job agent) would collide
+    with the other node, or with any other Ray on this machine, and leave the job server no agent."""
+    flags = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
+             "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port")
+    return [item for flag in flags for item in (flag, free_port())]
+
+
 @pytest.fixture
 def two_node_cluster():
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs_port, dashboard_port = free_port(), free_port()
     try:
-        ray_cli("start", "--head", "--node-ip-address", "127.0.0.1", "--port", gcs_port, "--num-cpus", 1,
+        ray_cli("start", "--head", "--node-ip-address", "127.0.0.1", "--port", gcs_port, "--num-cpus", 1, *own_ports(),
                 "--num-gpus", 0, "--temp-dir", f"{temp_dir}/h", "--include-dashboard", "true", "--dashboard-host",
                 "127.0.0.1", "--dashboard-port", dashboard_port, "--disable-usage-stats")
         # Each node its own temp dir, as on real machines: nodes sharing one would delete each
         # other's unpacked runtime_env packages.
-        ray_cli("start", "--address", f"127.0.0.1:{gcs_port}", "--node-ip-address", "127.0.0.1", "--num-cpus", 1,
+        ray_cli("start", "--address", f"127.0.0.1:{gcs_port}", "--node-ip-address", "127.0.0.1", "--num-cpus", 1, *own_ports(),
                 "--num-gpus", 0, "--temp-dir", f"{temp_dir}/w", "--disable-usage-stats")
         yield f"http://127.0.0.1:{dashboard_port}", temp_dir
     finally:
@@ -70,7 +84,7 @@ def test_ray_job_submit_runs_a_search_on_two_nodes(two_node_cluster, tmp_path):
     ray_cli("job", "submit", "--address", address, "--submission-id", job_id, "--no-wait", "--runtime-env",
             ROOT / "cluster" / "runtime_env.yaml", "--", "python", "-m", "search.run", "--space", "minilm",
             "--smoke-test", "--trials", 2, "--workers-per-trial", 2, "--address", "auto", "--storage", storage,
-            "--experiment", "cluster-smoke")
+            "--experiment", "cluster-smoke", retry_on="No available agent")  # the job agent starts last
     deadline = time.time() + 600
     while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
         assert time.time() < deadline, client.get_job_logs(job_id)[-3000:]

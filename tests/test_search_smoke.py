@@ -6,19 +6,24 @@ from mlflow.tracking import MlflowClient
 from search.run import main
 
 
-def test_smoke_search_two_trials_two_workers(tmp_path):
+def test_smoke_search_with_paper_preset_two_workers(tmp_path):
     out = tmp_path / "best.json"
-    summary = main(["--space", "minilm", "--smoke-test", "--trials", "2", "--workers-per-trial", "2",
-                    "--storage", str(tmp_path / "runs"), "--output-json", str(out), "--experiment", "smoke"])
+    summary = main(["--space", "minilm", "--smoke-test", "--trials", "1", "--preset", "paper", "--workers-per-trial",
+                    "2", "--storage", str(tmp_path / "runs"), "--output-json", str(out), "--experiment", "smoke"])
     saved = json.loads(out.read_text())
     assert saved["best"]["checkpoint"] and saved["best"]["config"]["optimizer"] in ("adamw", "lion")
-    assert len(saved["trials"]) == 2 and summary["first_stage"]["num_queries"] == 6
+    # One searched trial beside the paper's two reference settings (AdamW and Lion at lr 2e-5).
+    assert len(saved["trials"]) == 3 and summary["first_stage"]["num_queries"] == 6
+    references = [t for t in saved["trials"] if t["reference"]]
+    assert sorted(t["config"]["optimizer"] for t in references) == ["adamw", "lion"]
+    assert all(t["config"]["lr"] == 2e-5 and t["config"]["scheduler"] == "constant" for t in references)
     client = MlflowClient(saved["mlflow_uri"])
     experiment = client.get_experiment_by_name("smoke")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == saved["studies"][0]["parent_run_id"]]
-    assert len(parents) == 1 and len(children) == 2 and parents[0].data.tags["role"] == "search"
+    assert len(parents) == 1 and len(children) == 3 and parents[0].data.tags["role"] == "search"
+    assert sum(c.data.tags.get("reference") == "preset" for c in children) == 2
     assert all(r.info.status == "FINISHED" for r in runs)
     for child in children:
         assert {"ndcg_at_10", "map", "mrr_at_10", "train_loss", "lr", "pairs_per_s", "tokens_per_s",
