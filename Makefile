@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[bm25,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bm25,test,bench]"
 	touch $@
 
 run: install
