@@ -125,7 +125,7 @@ def summarize(results, references) -> list[dict]:
         metrics = result.metrics or {}
         epochs, searched = metrics.get("epoch"), dict(result.config)
         rows.append({
-            "trial_id": metrics.get("trial_id") or (Path(result.path).name.split("_")[1] if result.path else "?"),
+            "trial_id": metrics.get("trial_id") or (Path(result.path).name.split("_")[2] if result.path else "?"),
             "config": searched, "reference": tracking.is_reference(searched, references),
             "status": "ERROR" if result.error else "TERMINATED",
             "epochs": epochs, "checkpoint": metrics.get("checkpoint_path"),
