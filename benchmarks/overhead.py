@@ -1,11 +1,11 @@
 """Overhead of our trainable (Ray Train inside one Ray Tune trial) over a plain PyTorch loop.
 
-    .venv/bin/python benchmarks/overhead.py [--repeats 1] [--threads 2] [--out PATH]
+    .venv/bin/python benchmarks/overhead.py [--repeats 2] [--threads 2] [--out PATH]
 
 Both train the packaged MiniLM for one epoch of the embedded data (minilm space with the
 embedded search's settings: 704 pairs, batch 16, 44 optimiser steps) with the same pairs,
 batches, tokenization, loss, optimizer and schedule, on the same number of torch threads.
-Order: plain, (ours, plain) × repeats; every run is a fresh process (plain runs are
+Order: plain, (ours, plain) × repeats (default 2); every run is a fresh process (plain runs are
 subprocesses, ours gets a fresh Ray worker), Ray is shut down while a plain run trains, and
 the ratio is median(ours) / median(plain), so drift on a shared machine does not bias it.
 """
@@ -120,7 +120,7 @@ def ours_run(base: dict, threads: int, storage: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=1, help="(ours, plain) pairs after the first plain run")
+    parser.add_argument("--repeats", type=int, default=2, help="(ours, plain) pairs after the first plain run")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in both (the worker's CPUs)")
     parser.add_argument("--batch-size", type=int, default=16, help="global batch (704 pairs // 16 = 44 steps)")
     parser.add_argument("--out", type=Path, default=RESULTS / "overhead.json")
@@ -147,9 +147,12 @@ def main() -> None:
     ours = [r for r in runs if r["kind"] == "ours"]
     plain_step, ours_step = median([r["step_time_s"] for r in plain]), median([r["step_time_s"] for r in ours])
     ratio = ours_step / plain_step
+    # Noise on a shared machine only ever adds time, so the fastest runs are a second estimate.
+    ratio_min = min(r["step_time_s"] for r in ours) / min(r["step_time_s"] for r in plain)
     startup = median([r["startup_s"] for r in ours])
     figures = {
-        "step_time_ratio": ratio, "plain_step_time_s": plain_step, "ours_step_time_s": ours_step,
+        "step_time_ratio": ratio, "step_time_ratio_min": ratio_min,
+        "plain_step_time_s": plain_step, "ours_step_time_s": ours_step,
         "startup_s": startup, "ours_wall_s": median([r["wall_s"] for r in ours]),
         "ours_train_s": median([r["train_s"] for r in ours]), "ours_eval_s": median([r["eval_s"] for r in ours]),
         "ray_init_s": median([r["ray_init_s"] for r in ours]),
@@ -167,6 +170,7 @@ def main() -> None:
         ("ours step time (median)", f"{ours_step * 1e3:8.1f} ms"),
         ("step_time_ratio (ours/plain)", f"{ratio:8.3f}   goal <= 1.03, must be <= 1.05: "
                                          f"{'PASS' if ratio <= 1.05 else 'FAIL'}"),
+        ("step_time_ratio_min (fastest/fastest)", f"{ratio_min:8.3f}"),
         ("ours wall (ray.init + fit)", f"{figures['ours_wall_s']:8.1f} s"),
         ("  of which ray.init", f"{figures['ray_init_s']:8.1f} s"),
         ("  of which train_s + eval_s", f"{figures['ours_train_s']:8.1f} s + {figures['ours_eval_s']:.1f} s"),

@@ -25,6 +25,7 @@ PHASES = ("tokenize", "forward", "backward", "clip", "optimizer")
 VARIANTS = {
     "ours": (16, True, "trainables", False, "our defaults on the embedded data"),
     "st-geometry": (8, False, "trainables", False, "ST's batch 8, no length grouping"),
+    "st-like": (8, False, "fused", False, "ST's batch 8, no grouping, fused AdamW: ST's work per pair"),
     "ungrouped": (16, False, "trainables", False, "length grouping off"),
     "batch32": (32, True, "trainables", False, "twice the batch: half the optimiser steps per pair"),
     "fused-adamw": (16, True, "fused", False, "torch AdamW(fused=True), as HF Trainer's adamw_torch_fused"),
