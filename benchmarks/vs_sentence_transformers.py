@@ -96,7 +96,7 @@ def run_theirs(config: dict, threads: int, out_dir: Path) -> dict:
                          "lr": training_args.learning_rate, "weight_decay": training_args.weight_decay,
                          "warmup": training_args.warmup_steps, "scheduler": str(training_args.lr_scheduler_type),
                          "optimizer": str(training_args.optim), "max_grad_norm": training_args.max_grad_norm,
-                         "max_length": model.max_seq_length, "length_grouping": bool(training_args.group_by_length),
+                         "max_length": model.max_seq_length, "batch_sampler": str(training_args.batch_sampler),
                          "epochs": cfg.epochs}}
 
 
@@ -105,6 +105,7 @@ def run_ours(config: dict, threads: int, storage: Path) -> dict:
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from trainables.config import TrainConfig
     from trainables.loop import train_loop_per_worker
 
     start_local_ray()
@@ -127,7 +128,7 @@ def run_ours(config: dict, threads: int, storage: Path) -> dict:
             "train_loss": final["train_loss"], "eval_s": final["eval_s"],
             "per_epoch_pairs_per_s": [m["pairs_per_s"] for m in epochs],
             **{k: final[k] for k in ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "num_queries")},
-            "settings": {k: config[k] for k in ("batch_size", "lr", "weight_decay", "warmup_ratio", "scheduler",
+            "settings": {k: TrainConfig.from_dict(config).to_dict()[k] for k in ("batch_size", "lr", "weight_decay", "warmup_ratio", "scheduler",
                                                 "optimizer", "grad_clip", "max_length", "group_by_length",
                                                 "epochs", "num_threads")}}
 
