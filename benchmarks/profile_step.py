@@ -1,13 +1,14 @@
 """Where a training step of ours spends its time on the CPU, and what changes would buy.
 
-    .venv/bin/python benchmarks/profile_step.py [--steps 30] [--threads 2] [--variants a,b] [--out PATH]
+    .venv/bin/python benchmarks/profile_step.py [--steps 30] [--rounds 2] [--variants ours,fp32-loop]
 
-Runs trainables.loop's step (same pairs, batches, encode, loss, optimizer, clip, schedule) in
-this process, without Ray, and times each phase: tokenize (encode), forward, backward, clip,
-optimizer (step + scheduler + zero_grad). Each variant changes one thing from `ours` (the
-embedded minilm settings: batch 16, length-grouped, max_length 64, torch AdamW as built by
-trainables.optim) and runs the same number of pairs; variants run in an interleaved order,
-`--rounds` times, and the median per variant is reported.
+Runs trainables.loop's step (same pairs, batches, encode, loss, clipping, optimizer and schedule)
+in this process, without Ray, and times each phase: tokenize (encode), forward, backward, clip,
+optimizer (step + scheduler + zero_grad). `ours` is the embedded minilm setting (batch 16,
+length-grouped, max_length 64, torch AdamW as trainables.optim builds it); every other variant
+changes one or two things. All variants train the same number of pairs after two untimed warm-up
+batches; they run interleaved, `--rounds` times, and the median per variant is reported.
+`compile` (torch.compile, dynamic shapes) is not in the default list: compiling takes minutes.
 """
 from __future__ import annotations
 
@@ -16,22 +17,30 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from common import EMBEDDED, RESULTS, machine, measured, write_json
 
 PHASES = ("tokenize", "forward", "backward", "clip", "optimizer")
-# name: (batch_size, group_by_length, optimizer kind, pre-tokenised, what it tests)
+# optimizer: "trainables" (trainables.optim: fused AdamW), "loop" (torch's per-parameter loop),
+# "foreach"; bf16: None = trainables' choice (native bf16 only), True/False forced.
 VARIANTS = {
-    "ours": (16, True, "trainables", False, "our defaults on the embedded data"),
-    "st-geometry": (8, False, "trainables", False, "ST's batch 8, no length grouping"),
-    "st-like": (8, False, "fused", False, "ST's batch 8, no grouping, fused AdamW: ST's work per pair"),
-    "ungrouped": (16, False, "trainables", False, "length grouping off"),
-    "batch32": (32, True, "trainables", False, "twice the batch: half the optimiser steps per pair"),
-    "fused-adamw": (16, True, "fused", False, "torch AdamW(fused=True), as HF Trainer's adamw_torch_fused"),
-    "foreach-adamw": (16, True, "foreach", False, "torch AdamW(foreach=True)"),
-    "pretokenized": (16, True, "trainables", True, "tokenise every pair once, pad per batch"),
+    "ours": dict(what="trainables now: fused AdamW, bf16 autocast where the CPU has it"),
+    "fp32-loop": dict(optimizer="loop", bf16=False, what="fp32, per-parameter AdamW (trainables until session 3)"),
+    "fp32": dict(bf16=False, what="bf16 autocast off"),
+    "foreach-adamw": dict(optimizer="foreach", what="torch AdamW(foreach=True) instead of fused"),
+    "st-like": dict(batch_size=8, grouped=False, bf16=False,
+                    what="ST's batch 8, no grouping, fp32, fused AdamW: ST's work per pair"),
+    "st-geometry": dict(batch_size=8, grouped=False, what="ST's batch 8 and no grouping, otherwise ours"),
+    "ungrouped": dict(grouped=False, what="length grouping off"),
+    "batch32": dict(batch_size=32, what="twice the batch: half the optimiser steps per pair"),
+    "pretokenized": dict(pretokenized=True, what="tokenise every pair once, pad per batch"),
+    "frozen-word-emb": dict(freeze_word_embeddings=True, what="word embeddings frozen (half the parameters)"),
+    "compile": dict(compile=True, what="torch.compile(model, dynamic=True)"),
 }
+DEFAULT_VARIANTS = [name for name in VARIANTS if name != "compile"]
+WARMUP = 2
 
 
 def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
@@ -43,10 +52,11 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
     from trainables.loop import encode, load_trial_data, pair_lengths, quiet_libraries
     from trainables.models import PACKAGED_MINILM, load_reranker, native_dir, require
     from trainables.optim import build_optimizer, build_scheduler, parameter_groups
+    from trainables.precision import autocast_dtype
 
-    batch_size, grouped, optimizer_kind, pretokenized, _ = VARIANTS[name]
+    v = {"batch_size": 16, "grouped": True, "optimizer": "trainables", "bf16": None, **VARIANTS[name]}
     cfg = TrainConfig.from_dict(dict(model=PACKAGED_MINILM, data_dir=str(EMBEDDED), max_length=64,
-                                     batch_size=batch_size, negatives_per_query=3, group_by_length=grouped,
+                                     batch_size=v["batch_size"], negatives_per_query=3, group_by_length=v["grouped"],
                                      lr=2e-5, weight_decay=0.01, num_threads=threads, seed=seed))
     torch.set_num_threads(threads)
     quiet_libraries()
@@ -54,31 +64,39 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
     data, pairs, _ = load_trial_data(cfg)
     torch.manual_seed(cfg.seed)
     tokenizer, model = load_reranker(native_dir(require(cfg.model), Path(tempfile.gettempdir()) / "rerank-search"))
-    if optimizer_kind == "trainables":
+    if v.get("freeze_word_embeddings"):
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if v["optimizer"] == "trainables":
         optimizer = build_optimizer(model, cfg)
     else:
-        optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                      **{optimizer_kind: True})
+        kernel = {"loop": {"foreach": False}, "foreach": {"foreach": True}}[v["optimizer"]]
+        optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, **kernel)
     scheduler = build_scheduler(optimizer, cfg, total_steps=1000)
-    lengths = pair_lengths(pairs, data) if grouped else None
-    # The same number of pairs whatever the batch size: `steps` batches of 16.
-    wanted = steps * 16 // batch_size
-    batches = []
-    epoch = 0
+    forward_model = torch.compile(model, dynamic=True) if v.get("compile") else model
+    dtype = autocast_dtype(cfg.bf16 if v["bf16"] is None else v["bf16"], device)
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype else nullcontext()
+    lengths = pair_lengths(pairs, data) if v["grouped"] else None
+    # The same number of pairs whatever the batch size: WARMUP + `steps` batches of 16.
+    wanted = (WARMUP + steps) * 16 // cfg.batch_size
+    batches, epoch = [], 0
     while len(batches) < wanted:
-        batches += worker_batches(len(pairs), epoch, cfg.seed, batch_size, 1, 0, 1, lengths)
+        batches += worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, 1, 0, 1, lengths)
         epoch += 1
     batches = batches[:wanted]
+    warmup = WARMUP * 16 // cfg.batch_size
     cache = None
-    if pretokenized:
+    if v.get("pretokenized"):
         encoded = tokenizer([data.queries[p.qid] for p in pairs], [data.collection[p.pid] for p in pairs],
                             truncation="only_second", max_length=cfg.max_length)
         cache = [{k: encoded[k][i] for k in encoded} for i in range(len(pairs))]
     model.train()
     spent = dict.fromkeys(PHASES, 0.0)
     real_tokens = padded_tokens = 0
-    started = time.perf_counter()
-    for (micro,) in batches:
+    for index, (micro,) in enumerate(batches):
+        if index == warmup:  # compile, allocator and oneDNN warm-up stay out of the figures
+            spent = dict.fromkeys(PHASES, 0.0)
+            real_tokens = padded_tokens = 0
+            started = time.perf_counter()
         t0 = time.perf_counter()
         if cache is not None:
             inputs = tokenizer.pad([cache[i] for i in micro], return_tensors="pt")
@@ -86,7 +104,8 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
         else:
             inputs, labels = encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
         t1 = time.perf_counter()
-        logits = model(**inputs).logits.view(-1).float()
+        with autocast:
+            logits = forward_model(**inputs).logits.view(-1).float()
         loss = F.binary_cross_entropy_with_logits(logits, labels)
         t2 = time.perf_counter()
         loss.backward()
@@ -102,7 +121,7 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
         real_tokens += int(inputs["attention_mask"].sum())
         padded_tokens += inputs["attention_mask"].numel()
     total = time.perf_counter() - started
-    n_pairs = wanted * batch_size
+    n_pairs = (wanted - warmup) * cfg.batch_size
     return {"pairs": n_pairs, "seconds": total, "pairs_per_s": n_pairs / total,
             "ms_per_16_pairs": {p: spent[p] / n_pairs * 16 * 1e3 for p in PHASES},
             "padding_share": 1 - real_tokens / padded_tokens}
@@ -110,13 +129,16 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=30, help="batches of 16 pairs per variant run")
+    parser.add_argument("--steps", type=int, default=30, help="timed batches of 16 pairs per variant run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the variants")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"from {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=RESULTS / "profile_step.json")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     runs = {name: [] for name in names}
     for round_index in range(args.rounds):
         for name in names:
@@ -125,20 +147,21 @@ def main() -> None:
                   f"{runs[name][-1]['other_cores']:.2f} cores", file=sys.stderr)
 
     base = statistics.median(r["pairs_per_s"] for r in runs[names[0]])
-    header = f"{'variant':<14} {'pairs/s':>8} {'vs ' + names[0]:>9} {'pad%':>5} " + \
-             " ".join(f"{p:>9}" for p in PHASES) + "  other  (phases: ms per 16 pairs; other: max cores used by other processes)"
+    header = f"{'variant':<16} {'pairs/s':>8} {'vs ' + names[0]:>9} {'pad%':>5} " + \
+             " ".join(f"{p:>9}" for p in PHASES) + f" {'other':>6}"
     print(f"\nprofile: packaged MiniLM, embedded data, max_length 64, {args.threads} threads, "
-          f"{args.steps * 16} pairs per run, median of {args.rounds}\n{header}\n{'-' * len(header)}")
+          f"{args.steps * 16} pairs per run, median of {args.rounds}; phases in ms per 16 pairs; other: the most "
+          f"cores other processes used during a run\n{header}  what\n{'-' * (len(header) + 6)}")
     summary = {}
     for name in names:
         rate = statistics.median(r["pairs_per_s"] for r in runs[name])
         phases = {p: statistics.median(r["ms_per_16_pairs"][p] for r in runs[name]) for p in PHASES}
         pad = statistics.median(r["padding_share"] for r in runs[name])
         other = max(r["other_cores"] for r in runs[name])
-        summary[name] = {"pairs_per_s": rate, "speedup": rate / base, "padding_share": pad, "max_other_cores": other,
-                         "ms_per_16_pairs": phases, "what": VARIANTS[name][4]}
-        print(f"{name:<14} {rate:8.1f} {rate / base:8.2f}x {pad * 100:4.0f}% " +
-              " ".join(f"{phases[p]:9.1f}" for p in PHASES) + f"  {other:5.2f}  {VARIANTS[name][4]}")
+        summary[name] = {"pairs_per_s": rate, "speedup": rate / base, "padding_share": pad,
+                         "max_other_cores": other, "ms_per_16_pairs": phases, "what": VARIANTS[name]["what"]}
+        print(f"{name:<16} {rate:8.1f} {rate / base:8.2f}x {pad * 100:4.0f}% " +
+              " ".join(f"{phases[p]:9.1f}" for p in PHASES) + f" {other:6.2f}  {VARIANTS[name]['what']}")
     write_json(args.out, {"benchmark": "profile_step", "machine": machine(), "figures": summary, "runs": runs})
 
 

@@ -48,3 +48,10 @@ def test_two_workers_agree_and_report_once_per_epoch(ray_local, tiny_bert, tmp_p
     result = fit(config(tiny_bert, epochs=1), tmp_path, "ddp", workers=2)
     assert result.error is None and result.metrics["epoch"] == 1
     assert 0.0 <= result.metrics["ndcg_at_10"] <= 1.0
+
+
+def test_prefetching_steps_changes_nothing_but_timing(ray_local, tiny_bert, tmp_path):
+    inline = fit(config(tiny_bert, epochs=1, prefetch_steps=0), tmp_path, "inline")
+    ahead = fit(config(tiny_bert, epochs=1, prefetch_steps=2), tmp_path, "ahead")
+    for key in ("train_loss", "ndcg_at_10", "step"):
+        assert ahead.metrics[key] == inline.metrics[key], key

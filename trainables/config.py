@@ -36,10 +36,13 @@ class TrainConfig:
     batch_size: int = 32
     grad_accum: int = 1
     epochs: int = 2
-    bf16: bool = True  # used only where the device supports it (CUDA with bf16)
+    bf16: bool = True  # autocast, only where the device has native bf16 (trainables/precision.py)
     compile: bool = False  # torch.compile the model: faster steps on GPUs after a one-off compile
     attn_implementation: Optional[str] = None  # e.g. "sdpa", "flash_attention_2" (ModernBERT unpadding)
     group_by_length: bool = True  # micro-batches of similar length: less padding, same pairs per step
+    # Steps tokenised (and copied to the GPU) ahead on a background thread. None: 2 on a GPU, 0 on a
+    # CPU, where every core already runs a torch thread and a tokenising thread would preempt one.
+    prefetch_steps: Optional[int] = None
     seed: int = 0
     # training pairs and dev split. training_data: "judged" = judged positives + first-stage hard
     # negatives; "triples" = the data dir's triples*.tsv; "auto" = triples when there is a file.

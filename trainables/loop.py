@@ -25,6 +25,8 @@ from trainables.errors import UsageError
 from trainables.evaluate import candidates, mean_metrics
 from trainables.models import load_reranker, native_dir, require
 from trainables.optim import build_optimizer, build_scheduler
+from trainables.precision import autocast_dtype as choose_autocast
+from trainables.prefetch import ahead
 from trainables.scoring import evaluate_dev, evaluate_test
 from trainables.throughput import EpochMeter
 from trainables.triples import find_triples, read_triples, triple_pairs
@@ -64,8 +66,12 @@ def train_loop_per_worker(config: dict) -> None:
     model = ray.train.torch.prepare_model(model)  # DDP when world_size > 1: gradients are averaged
     if cfg.compile:
         model = torch.compile(model, dynamic=True)  # dynamic: padded lengths vary from batch to batch
-    autocast_dtype = torch.bfloat16 if cfg.bf16 and bf16_supported(device) else None
+    autocast_dtype = choose_autocast(cfg.bf16, device)  # bf16 on GPUs and on CPUs with native bf16
     lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
+    prefetch_depth = cfg.prefetch_steps if cfg.prefetch_steps is not None else (2 if device.type == "cuda" else 0)
+
+    def encode_step(micro_batches):  # one optimiser step's micro-batches, tokenised and on the device
+        return [encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device) for micro in micro_batches]
 
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
@@ -73,9 +79,8 @@ def train_loop_per_worker(config: dict) -> None:
         loss_sum = torch.zeros((), device=device)
         batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size,
                                  lengths)
-        for micro_batches in batches:
-            for index, micro in enumerate(micro_batches):
-                inputs, labels = encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
+        for micro_batches in ahead(batches, encode_step, prefetch_depth):
+            for index, (inputs, labels) in enumerate(micro_batches):
                 meter.count(inputs["attention_mask"])
                 last = index == len(micro_batches) - 1
                 # DDP all-reduces gradients on the last micro-batch of a step only.
@@ -163,10 +168,6 @@ def mean_over_workers(value: torch.Tensor, world_size: int) -> torch.Tensor:
         dist.all_reduce(value)  # workers must agree: every rank calls this once per epoch
         value /= world_size
     return value
-
-
-def bf16_supported(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def unwrap(model):

@@ -29,13 +29,14 @@ def model_directory(model: str) -> Path:
 
 
 def rerank_run(model_dir: Path, collection: dict, queries: dict, run: dict, depth: int, batch_size: int,
-               max_length: int, show_progress: bool = True) -> dict[str, dict[str, float]]:
+               max_length: int, show_progress: bool = True, bf16: bool = True) -> dict[str, dict[str, float]]:
     """{qid: {pid: model score}} for each query's top `depth` first-stage candidates."""
     import torch
     from tqdm import tqdm
 
     from trainables.evaluate import candidates, rerank_scores, to_run
     from trainables.models import load_reranker
+    from trainables.precision import autocast_dtype
     missing = sorted({pid for hits in run.values() for pid in hits} - set(collection))
     if missing:
         raise UsageError(f"the run names passage {missing[0]!r}, which is not in the collection")
@@ -43,7 +44,7 @@ def rerank_run(model_dir: Path, collection: dict, queries: dict, run: dict, dept
     if not qids:
         raise UsageError("no query of the run is in the queries file")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    autocast = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    autocast = autocast_dtype(bf16, device)
     tokenizer, model = load_reranker(model_dir)
     model.to(device)
     pairs = candidates(run, qids, depth)
@@ -68,6 +69,8 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--max-length", type=int, default=256, help="tokens per (query, passage) pair")
     parser.add_argument("--first-stage-weight", type=float, default=0.0,
                         help="interpolate with the first-stage score (per-query min-max normalised); 0: model only")
+    parser.add_argument("--fp32", action="store_true",
+                        help="score in full fp32 (default: bf16 where the GPU or CPU computes it natively)")
     parser.add_argument("--qrels", type=Path, default=None, help="print metrics against these judgments")
     parser.add_argument("--relevance-level", type=int, default=2)
     args = parser.parse_args(argv)
@@ -80,7 +83,8 @@ def main(argv=None) -> dict | None:
     collection, queries, run = read_collection(args.collection), read_queries(args.queries), read_run(args.run)
     qrels = read_qrels(args.qrels) if args.qrels else None
     model_dir = model_directory(args.model)
-    reranked = rerank_run(model_dir, collection, queries, run, args.depth, args.batch_size, args.max_length)
+    reranked = rerank_run(model_dir, collection, queries, run, args.depth, args.batch_size, args.max_length,
+                          bf16=not args.fp32)
     if args.first_stage_weight:
         reranked = interpolate(run, reranked, args.first_stage_weight)
     reranked = append_tail(run, reranked, args.depth)  # the rest keeps its first-stage order: same recall
