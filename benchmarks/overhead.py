@@ -1,6 +1,6 @@
 """Overhead of our trainable (Ray Train inside one Ray Tune trial) over a plain PyTorch loop.
 
-    .venv/bin/python benchmarks/overhead.py [--repeats 2] [--threads 2] [--out PATH]
+    .venv/bin/python benchmarks/overhead.py [--repeats 2] [--threads 2,1] [--breakdown] [--out PATH]
 
 Both train the packaged MiniLM for one epoch of the embedded data (minilm space with the
 embedded search's settings: 704 pairs, batch 16, 44 optimiser steps) with the same pairs,
@@ -8,11 +8,22 @@ batches, tokenization, loss, optimizer and schedule, on the same number of torch
 Order: plain, (ours, plain) × repeats (default 2); every run is a fresh process (plain runs are
 subprocesses, ours gets a fresh Ray worker), Ray is shut down while a plain run trains, and
 the ratio is median(ours) / median(plain), so drift on a shared machine does not bias it.
+--breakdown adds two layers between them, each followed by a plain run: the plain loop as a Ray
+task (Ray's processes and a Ray worker, nothing else) and our loop under a bare TorchTrainer (no Tune).
+
+Each thread count is measured separately; the default is all cores, then one core fewer. With
+every core running a torch thread, Ray's own ~20 processes (GCS, raylet, dashboard and its
+modules, agents, Train's controller and helper actors, Tune's trial actor) each wake a few times
+a second (5-10 ms of CPU per second each, ~0.1-0.15 cores together, measured here with psutil)
+and every wake-up preempts one OpenMP thread, so the whole team waits at its next barrier. With
+one core left free those wake-ups land there: the second figure is the cost of the orchestration
+itself, the first what a fully subscribed CPU pays for running Ray beside it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,6 +54,7 @@ def plain_run(config: dict) -> dict:
     from trainables.loop import encode, load_trial_data, pair_lengths, quiet_libraries
     from trainables.models import load_reranker, native_dir, require
     from trainables.optim import build_optimizer, build_scheduler
+    from trainables.precision import autocast_dtype
 
     cfg = TrainConfig.from_dict(config)
     torch.set_num_threads(cfg.num_threads)
@@ -53,6 +65,7 @@ def plain_run(config: dict) -> dict:
     tokenizer, model = load_reranker(native_dir(require(cfg.model), Path(tempfile.gettempdir()) / "rerank-search"))
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_per_epoch(len(pairs), cfg.batch_size) * cfg.epochs)
+    dtype = autocast_dtype(cfg.bf16, device)
     lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
     batches = worker_batches(len(pairs), 0, cfg.seed, cfg.batch_size, cfg.grad_accum, 0, 1, lengths)
     model.train()
@@ -61,7 +74,8 @@ def plain_run(config: dict) -> dict:
     for micro_batches in batches:
         for micro in micro_batches:
             inputs, labels = encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
-            logits = model(**inputs).logits.view(-1).float()
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(**inputs).logits.view(-1).float()
             loss = F.binary_cross_entropy_with_logits(logits, labels) / len(micro_batches)
             loss.backward()
             loss_sum += loss.detach()
@@ -118,66 +132,128 @@ def ours_run(base: dict, threads: int, storage: Path) -> dict:
             "cpus_per_worker": resources.cpus_per_worker}
 
 
+def task_run(config: dict) -> dict:
+    """The plain loop as a Ray task holding the same CPUs: Ray's processes and worker, no Train."""
+    import ray
+    start_local_ray()
+    try:
+        return ray.get(ray.remote(num_cpus=config["num_threads"])(plain_run).remote(config))
+    finally:
+        ray.shutdown()
+
+
+def train_run(config: dict, storage: Path) -> dict:
+    """Our loop under a bare Ray Train TorchTrainer (1 worker), no Tune."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from trainables.loop import train_loop_per_worker
+    start_local_ray()
+    try:
+        result = TorchTrainer(train_loop_per_worker, train_loop_config=config,
+                              scaling_config=ScalingConfig(num_workers=1,
+                                                           resources_per_worker={"CPU": config["num_threads"]}),
+                              run_config=RunConfig(name="overhead-train", storage_path=str(storage))).fit()
+    finally:
+        ray.shutdown()
+    if result.error:
+        raise SystemExit(f"the Train run failed: {result.error}")
+    return {k: result.metrics[k] for k in ("step_time_s", "train_s", "eval_s", "train_loss")}
+
+
+def measure(base: dict, threads: int, repeats: int, breakdown: bool, tmp: str) -> tuple[list[dict], dict]:
+    """Runs at one torch thread count, interleaved: plain, (layer, plain) × repeats."""
+    plain_config = {**base, "num_threads": threads}
+    layers = ["task", "train", "ours"] if breakdown else ["ours"]
+    order = ["plain"] + [kind for _ in range(repeats) for layer in layers for kind in (layer, "plain")]
+    start = {"plain": lambda: plain_in_subprocess(plain_config),
+             "task": lambda: task_run(plain_config),
+             "train": lambda: train_run(plain_config, Path(tempfile.mkdtemp(dir=tmp))),
+             "ours": lambda: ours_run(base, threads, Path(tempfile.mkdtemp(dir=tmp)))}
+    runs = []
+    for index, kind in enumerate(order):
+        print(f"[{threads} threads, {index + 1}/{len(order)}] {kind} ...", file=sys.stderr, flush=True)
+        run = measured(start[kind])
+        runs.append({"kind": kind, "threads": threads, **run})
+        print(f"    step {run['step_time_s'] * 1e3:.1f} ms, loss {run['train_loss']:.4f}, "
+              f"other processes {run['other_cores']:.2f} cores", file=sys.stderr)
+    plain = [r for r in runs if r["kind"] == "plain"]
+    ours = [r for r in runs if r["kind"] == "ours"]
+    plain_step, ours_step = median([r["step_time_s"] for r in plain]), median([r["step_time_s"] for r in ours])
+    figures = {
+        "step_time_ratio": ours_step / plain_step,
+        # Noise on a shared machine only ever adds time, so the fastest runs are a second estimate.
+        "step_time_ratio_min": min(r["step_time_s"] for r in ours) / min(r["step_time_s"] for r in plain),
+        "plain_step_time_s": plain_step, "ours_step_time_s": ours_step,
+        "startup_s": median([r["startup_s"] for r in ours]), "ours_wall_s": median([r["wall_s"] for r in ours]),
+        "ours_train_s": median([r["train_s"] for r in ours]), "ours_eval_s": median([r["eval_s"] for r in ours]),
+        "ray_init_s": median([r["ray_init_s"] for r in ours]), "steps": ours[0]["steps"], "threads": threads,
+        "max_other_cores": max(r["other_cores"] for r in runs),
+        "order": " → ".join(r["kind"] for r in runs) + "; ratio = median(ours) / median(plain)",
+    }
+    for layer in ("task", "train"):
+        times = [r["step_time_s"] for r in runs if r["kind"] == layer]
+        if times:
+            figures[f"{layer}_step_time_ratio"] = median(times) / plain_step
+    return runs, figures
+
+
+def table_rows(runs: list[dict], f: dict) -> list[tuple[str, str]]:
+    t = f["threads"]
+    return [
+        *[(f"{t} threads: {r['kind']} run {i + 1} step time",
+           f"{r['step_time_s'] * 1e3:8.1f} ms  (train {r['train_s']:.1f} s, loss {r['train_loss']:.4f}, "
+           f"other processes {r['other_cores']:.2f} cores, steal {r['steal_cores']:.2f})") for i, r in enumerate(runs)],
+        (f"{t} threads: plain / ours step time (median)",
+         f"{f['plain_step_time_s'] * 1e3:8.1f} ms / {f['ours_step_time_s'] * 1e3:.1f} ms"),
+        (f"{t} threads: step_time_ratio (ours/plain)", f"{f['step_time_ratio']:8.3f}   goal <= 1.03, must be <= 1.05: "
+                                                       f"{'PASS' if f['step_time_ratio'] <= 1.05 else 'FAIL'}"),
+        (f"{t} threads: step_time_ratio_min (fastest/fastest)", f"{f['step_time_ratio_min']:8.3f}"),
+        *[(f"{t} threads: {layer}_step_time_ratio ({what})", f"{f[f'{layer}_step_time_ratio']:8.3f}")
+          for layer, what in (("task", "plain loop as a Ray task"), ("train", "our loop, TorchTrainer, no Tune"))
+          if f"{layer}_step_time_ratio" in f],
+        (f"{t} threads: ours wall (ray.init + fit)", f"{f['ours_wall_s']:8.1f} s  (ray.init {f['ray_init_s']:.1f} s, "
+                                                     f"train {f['ours_train_s']:.1f} s, eval {f['ours_eval_s']:.1f} s)"),
+        (f"{t} threads: startup_s (wall - train - eval)", f"{f['startup_s']:8.1f} s   (Ray, Tune, Train start, "
+                                                          f"model load, checkpoint, teardown)"),
+    ]
+
+
 def main() -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=2, help="(ours, plain) pairs after the first plain run")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads in both (the worker's CPUs)")
+    parser.add_argument("--threads", default=None,
+                        help=f"comma-separated torch thread counts, each measured in both arms (default "
+                             f"{cores},{max(cores - 1, 1)}: all cores, then one core left to Ray's own processes)")
     parser.add_argument("--batch-size", type=int, default=16, help="global batch (704 pairs // 16 = 44 steps)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the plain loop as a Ray task and our loop under a bare TorchTrainer "
+                             "(no Tune), to see which layer costs what")
     parser.add_argument("--out", type=Path, default=RESULTS / "overhead.json")
     parser.add_argument("--plain-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_child:
         print(json.dumps(plain_run(json.loads(args.plain_child))))
         return
+    thread_counts = ([int(t) for t in args.threads.split(",")] if args.threads
+                     else sorted({cores, max(cores - 1, 1)}, reverse=True))
 
     base = base_config(args)
-    plain_config = {**base, "num_threads": args.threads}
-    runs = []
+    runs, per_threads = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
-        order = ["plain"] + ["ours", "plain"] * args.repeats
-        for index, kind in enumerate(order):
-            print(f"[{index + 1}/{len(order)}] {kind} ...", file=sys.stderr, flush=True)
-            run = measured(lambda: plain_in_subprocess(plain_config) if kind == "plain" else
-                           ours_run(base, args.threads, Path(tempfile.mkdtemp(dir=tmp))))
-            runs.append({"kind": kind, **run})
-            print(f"    step {run['step_time_s'] * 1e3:.1f} ms, loss {run['train_loss']:.4f}, "
-                  f"other processes {run['other_cores']:.2f} cores", file=sys.stderr)
-
-    plain = [r for r in runs if r["kind"] == "plain"]
-    ours = [r for r in runs if r["kind"] == "ours"]
-    plain_step, ours_step = median([r["step_time_s"] for r in plain]), median([r["step_time_s"] for r in ours])
-    ratio = ours_step / plain_step
-    # Noise on a shared machine only ever adds time, so the fastest runs are a second estimate.
-    ratio_min = min(r["step_time_s"] for r in ours) / min(r["step_time_s"] for r in plain)
-    startup = median([r["startup_s"] for r in ours])
-    figures = {
-        "step_time_ratio": ratio, "step_time_ratio_min": ratio_min,
-        "plain_step_time_s": plain_step, "ours_step_time_s": ours_step,
-        "startup_s": startup, "ours_wall_s": median([r["wall_s"] for r in ours]),
-        "ours_train_s": median([r["train_s"] for r in ours]), "ours_eval_s": median([r["eval_s"] for r in ours]),
-        "ray_init_s": median([r["ray_init_s"] for r in ours]),
-        "steps": ours[0]["steps"], "threads": args.threads,
-        "max_other_cores": max(r["other_cores"] for r in runs),
-        "order": " → ".join(r["kind"] for r in runs) + "; ratio = median(ours) / median(plain)",
-        "goal": "step_time_ratio <= 1.03 (must be <= 1.05)",
-    }
-    print_table(f"overhead: packaged MiniLM, embedded data, {figures['steps']} steps, batch {args.batch_size}, "
-                f"{args.threads} torch threads; order {figures['order']}", [
-        *[(f"{r['kind']} run {i + 1} step time", f"{r['step_time_s'] * 1e3:8.1f} ms  (train {r['train_s']:.1f} s, "
-           f"loss {r['train_loss']:.4f}, other processes {r['other_cores']:.2f} cores, steal "
-           f"{r['steal_cores']:.2f})") for i, r in enumerate(runs)],
-        ("plain step time (median)", f"{plain_step * 1e3:8.1f} ms"),
-        ("ours step time (median)", f"{ours_step * 1e3:8.1f} ms"),
-        ("step_time_ratio (ours/plain)", f"{ratio:8.3f}   goal <= 1.03, must be <= 1.05: "
-                                         f"{'PASS' if ratio <= 1.05 else 'FAIL'}"),
-        ("step_time_ratio_min (fastest/fastest)", f"{ratio_min:8.3f}"),
-        ("ours wall (ray.init + fit)", f"{figures['ours_wall_s']:8.1f} s"),
-        ("  of which ray.init", f"{figures['ray_init_s']:8.1f} s"),
-        ("  of which train_s + eval_s", f"{figures['ours_train_s']:8.1f} s + {figures['ours_eval_s']:.1f} s"),
-        ("startup_s (wall - train - eval)", f"{startup:8.1f} s   (Ray, Tune, Train start, model load, "
-                                            f"checkpoint, teardown)"),
-    ])
-    write_json(args.out, {"benchmark": "overhead", "machine": machine(), "config": plain_config,
+        for threads in thread_counts:
+            threads_runs, per_threads[threads] = measure(base, threads, args.repeats, args.breakdown, tmp)
+            runs += threads_runs
+    headline = per_threads[thread_counts[0]]
+    figures = {**headline, "goal": "step_time_ratio <= 1.03 (must be <= 1.05)",
+               "by_threads": {str(t): f for t, f in per_threads.items()}}
+    rows = [row for t in thread_counts for row in table_rows([r for r in runs if r["threads"] == t], per_threads[t])]
+    rows.append(("step_time_ratio (headline: the first thread count)", f"{headline['step_time_ratio']:8.3f}"))
+    print_table(f"overhead: packaged MiniLM, embedded data, {headline['steps']} steps, batch {args.batch_size}, "
+                f"{cores} cores, torch threads {', '.join(map(str, thread_counts))}", rows)
+    write_json(args.out, {"benchmark": "overhead", "machine": machine(), "config": base,
                           "figures": figures, "runs": runs})
 
 
