@@ -23,6 +23,7 @@ seed-averaged scores (paired permutation test), so one lucky seed cannot decide 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -153,7 +154,8 @@ def run_ours(config: dict, seed: int, threads: int, storage: Path) -> dict:
     return {"pairs": round(pairs), "train_s": train_s, "pairs_per_s": pairs / train_s, "steps": final["step"],
             "train_loss": final["train_loss"], "torch_threads": threads,
             "settings": {k: config[k] for k in ("batch_size", "lr", "weight_decay", "warmup_ratio", "scheduler",
-                                                "optimizer", "grad_clip", "max_length", "bf16", "epochs")
+                                                "optimizer", "grad_clip", "max_length", "bf16", "group_by_length",
+                                                "epochs")
                          if k in config},
             "per_query": dev_per_query(model, tokenizer, config)}
 
@@ -176,18 +178,35 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (our worker's CPUs) in both")
     parser.add_argument("--epochs", type=int, default=2, help="epochs, both (default: the embedded search's 2)")
     parser.add_argument("--max-train-queries", type=int, default=None, help="a subset, the same for both")
-    parser.add_argument("--out", type=Path, default=None, help="default results/vs_sentence_transformers[_ours].json")
+    parser.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one of our TrainConfig keys after the recipe, e.g. group_by_length=false "
+                             "(JSON values; repeatable)")
+    parser.add_argument("--out", type=Path, default=None, help="default results/vs_sentence_transformers[_ours][_KEY-VALUE].json")
     args = parser.parse_args()
-    out = args.out or RESULTS / f"vs_sentence_transformers{'' if args.recipe == 'theirs' else '_ours'}.json"
     from analysis.stats import paired_comparison
 
     config = data_config(args)
+    overrides = {}
+    for item in args.ours_set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--ours-set {item!r}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    from trainables.config import TrainConfig
+    TrainConfig.from_dict({**config, **overrides})  # an unknown key fails here, not inside Ray
+    # Variants never overwrite the headline file: results/vs_sentence_transformers[_ours][_key-value...].json
+    suffix = ("" if args.recipe == "theirs" else "_ours") + "".join(f"_{k}-{v}" for k, v in overrides.items())
+    out = args.out or RESULTS / f"vs_sentence_transformers{suffix}.json"
     runs = {"theirs": [], "ours": []}
     with tempfile.TemporaryDirectory(prefix="bench-vs-st-") as tmp:
         for seed in range(args.seeds):
             print(f"seed {seed}: theirs (CrossEncoderTrainer) ...", file=sys.stderr, flush=True)
             runs["theirs"].append(measured(lambda: run_theirs(config, seed, args.threads, Path(tempfile.mkdtemp(dir=tmp)))))
             ours_config = {**config, **their_recipe(runs["theirs"][-1]["settings"])} if args.recipe == "theirs" else config
+            ours_config = {**ours_config, **overrides}
             print(f"seed {seed}: ours (Ray Train) ...", file=sys.stderr, flush=True)
             # A fresh storage dir per attempt: the same run name in the same storage would resume.
             runs["ours"].append(measured(lambda: run_ours(ours_config, seed, args.threads,
@@ -208,7 +227,7 @@ def main() -> None:
                "theirs_pairs_per_s": theirs["pairs_per_s"], "ours_ndcg_at_10": ours["ndcg_at_10"],
                "theirs_ndcg_at_10": theirs["ndcg_at_10"], "ndcg_diff": test.mean_diff,
                "ndcg_diff_ci95": [test.ci_low, test.ci_high], "ndcg_permutation_p": test.permutation_p,
-               "ndcg_no_worse": no_worse, "seeds": args.seeds, "recipe": args.recipe,
+               "ndcg_no_worse": no_worse, "seeds": args.seeds, "recipe": args.recipe, "ours_set": overrides,
                "target": "pairs_per_s_ratio >= 1.3 (goal 1.5 on CPU); ours nDCG@10 no worse"}
     rows = []
     for side in ("theirs", "ours"):
