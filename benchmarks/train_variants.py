@@ -57,7 +57,7 @@ def train_variant(name: str, lr: float, epochs: int, threads: int) -> dict:
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_per_epoch(len(pairs), cfg.batch_size) * cfg.epochs)
     dtype = torch.bfloat16 if v.get("bf16") else None
     autocast = torch.autocast("cpu", dtype=dtype) if dtype else nullcontext()
-    lengths = pair_lengths(pairs, data)
+    lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
     train_s, trained, loss_sum, steps = 0.0, 0, 0.0, 0
     for epoch in range(cfg.epochs):
         model.train()
