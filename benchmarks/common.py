@@ -24,6 +24,37 @@ BENCH_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false", 
 os.environ.update(BENCH_ENV)
 
 
+# TrainConfig's defaults for the keys a search tunes, written out so every benchmark states them.
+SEARCHED_DEFAULTS = dict(optimizer="adamw", lr=2e-5, weight_decay=0.01, scheduler="linear", warmup_ratio=0.1)
+
+
+def embedded_config(**overrides) -> dict:
+    """A minilm trial config as the embedded default search builds it (the space's fixed settings,
+    then search.run's embedded settings, the packaged MiniLM and the embedded data), with
+    SEARCHED_DEFAULTS for the searched keys and `overrides` on top."""
+    from search.run import EMBEDDED_SETTINGS
+    from spaces.minilm import SPACE
+    from trainables.models import PACKAGED_MINILM
+    return {**SPACE.fixed, **EMBEDDED_SETTINGS, **SEARCHED_DEFAULTS, "model": PACKAGED_MINILM,
+            "data_dir": str(EMBEDDED), **overrides}
+
+
+def cpu_trial_setup(cfg):
+    """What trainables.loop does before its first step, here in this process on the CPU: torch
+    threads, the trial's data, pairs and dev queries, and the model with its head seeded alike.
+    Returns (data, pairs, dev_qids, tokenizer, model)."""
+    import torch
+
+    from trainables.loop import load_trial_data, quiet_libraries
+    from trainables.models import load_reranker, loadable_dir
+    torch.set_num_threads(cfg.num_threads)
+    quiet_libraries()
+    data, pairs, dev_qids = load_trial_data(cfg)
+    torch.manual_seed(cfg.seed)  # the same classifier head as the trial's
+    tokenizer, model = load_reranker(loadable_dir(cfg.model))
+    return data, pairs, dev_qids, tokenizer, model
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     import torch

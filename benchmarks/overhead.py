@@ -30,18 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import EMBEDDED, RESULTS, machine, measured, median, print_table, start_local_ray, write_json
-
-SEARCHED_DEFAULTS = dict(optimizer="adamw", lr=2e-5, weight_decay=0.01, scheduler="linear", warmup_ratio=0.1)
-
-
-def base_config(args) -> dict:
-    """Every TrainConfig key of the trial except num_threads (the trainable sets it from the plan)."""
-    from search.run import EMBEDDED_SETTINGS
-    from spaces.minilm import SPACE
-    from trainables.models import PACKAGED_MINILM
-    return {**SPACE.fixed, **EMBEDDED_SETTINGS, **SEARCHED_DEFAULTS, "model": PACKAGED_MINILM,
-            "data_dir": str(EMBEDDED), "epochs": 1, "batch_size": args.batch_size}
+from common import (RESULTS, cpu_trial_setup, embedded_config, machine, measured, median, print_table,
+                    start_local_ray, write_json)
 
 
 def plain_run(config: dict) -> dict:
@@ -51,18 +41,13 @@ def plain_run(config: dict) -> dict:
 
     from trainables.config import TrainConfig
     from trainables.data import steps_per_epoch, worker_batches
-    from trainables.loop import encode, load_trial_data, pair_lengths, quiet_libraries
-    from trainables.models import load_reranker, native_dir, require
+    from trainables.loop import encode, pair_lengths
     from trainables.optim import build_optimizer, build_scheduler
     from trainables.precision import autocast_dtype
 
     cfg = TrainConfig.from_dict(config)
-    torch.set_num_threads(cfg.num_threads)
-    quiet_libraries()
     device = torch.device("cpu")
-    data, pairs, _ = load_trial_data(cfg)
-    torch.manual_seed(cfg.seed)  # the same classifier head as the trial's
-    tokenizer, model = load_reranker(native_dir(require(cfg.model), Path(tempfile.gettempdir()) / "rerank-search"))
+    data, pairs, _, tokenizer, model = cpu_trial_setup(cfg)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_per_epoch(len(pairs), cfg.batch_size) * cfg.epochs)
     dtype = autocast_dtype(cfg.bf16, device)
@@ -240,7 +225,8 @@ def main() -> None:
     thread_counts = ([int(t) for t in args.threads.split(",")] if args.threads
                      else sorted({cores, max(cores - 1, 1)}, reverse=True))
 
-    base = base_config(args)
+    # Every TrainConfig key of the trial except num_threads (the trainable sets it from the plan).
+    base = embedded_config(epochs=1, batch_size=args.batch_size)
     runs, per_threads = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         for threads in thread_counts:

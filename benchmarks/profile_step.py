@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import EMBEDDED, RESULTS, machine, measured, write_json
+from common import RESULTS, cpu_trial_setup, embedded_config, machine, measured, write_json
 
 PHASES = ("tokenize", "forward", "backward", "clip", "optimizer")
 # optimizer: "trainables" (trainables.optim: fused AdamW), "loop" (torch's per-parameter loop),
@@ -49,21 +48,15 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
 
     from trainables.config import TrainConfig
     from trainables.data import worker_batches
-    from trainables.loop import encode, load_trial_data, pair_lengths, quiet_libraries
-    from trainables.models import PACKAGED_MINILM, load_reranker, native_dir, require
+    from trainables.loop import encode, pair_lengths
     from trainables.optim import build_optimizer, build_scheduler, parameter_groups
     from trainables.precision import autocast_dtype
 
     v = {"batch_size": 16, "grouped": False, "optimizer": "trainables", "bf16": None, **VARIANTS[name]}
-    cfg = TrainConfig.from_dict(dict(model=PACKAGED_MINILM, data_dir=str(EMBEDDED), max_length=64,
-                                     batch_size=v["batch_size"], negatives_per_query=3, group_by_length=v["grouped"],
-                                     lr=2e-5, weight_decay=0.01, num_threads=threads, seed=seed))
-    torch.set_num_threads(threads)
-    quiet_libraries()
+    cfg = TrainConfig.from_dict(embedded_config(batch_size=v["batch_size"], group_by_length=v["grouped"],
+                                                num_threads=threads, seed=seed))
     device = torch.device("cpu")
-    data, pairs, _ = load_trial_data(cfg)
-    torch.manual_seed(cfg.seed)
-    tokenizer, model = load_reranker(native_dir(require(cfg.model), Path(tempfile.gettempdir()) / "rerank-search"))
+    data, pairs, _, tokenizer, model = cpu_trial_setup(cfg)
     if v.get("freeze_word_embeddings"):
         model.get_input_embeddings().weight.requires_grad_(False)
     if v["optimizer"] == "trainables":

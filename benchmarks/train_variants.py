@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import EMBEDDED, RESULTS, machine, measured, print_table, write_json
+from common import RESULTS, cpu_trial_setup, embedded_config, machine, measured, print_table, write_json
 
 VARIANTS = {
     "fp32-loop": dict(what="fp32, torch's per-parameter AdamW loop (trainables until session 3)"),
@@ -35,20 +34,14 @@ def train_variant(name: str, lr: float, epochs: int, threads: int) -> dict:
     from trainables.config import TrainConfig
     from trainables.data import steps_per_epoch, worker_batches
     from trainables.evaluate import candidates, mean_metrics, per_query_metrics, rerank_scores, to_run
-    from trainables.loop import encode, load_trial_data, pair_lengths, quiet_libraries
-    from trainables.models import PACKAGED_MINILM, load_reranker, native_dir, require
+    from trainables.loop import encode, pair_lengths
     from trainables.optim import build_scheduler, parameter_groups
 
     v = VARIANTS[name]
-    cfg = TrainConfig.from_dict(dict(model=PACKAGED_MINILM, data_dir=str(EMBEDDED), max_length=64,
-                                     batch_size=v.get("batch_size", 16), negatives_per_query=3, rerank_depth=20,
-                                     epochs=epochs, lr=lr, num_threads=threads))
-    torch.set_num_threads(threads)
-    quiet_libraries()
+    cfg = TrainConfig.from_dict(embedded_config(batch_size=v.get("batch_size", 16), epochs=epochs, lr=lr,
+                                                num_threads=threads))
     device = torch.device("cpu")
-    data, pairs, dev_qids = load_trial_data(cfg)
-    torch.manual_seed(cfg.seed)
-    tokenizer, model = load_reranker(native_dir(require(cfg.model), Path(tempfile.gettempdir()) / "rerank-search"))
+    data, pairs, dev_qids, tokenizer, model = cpu_trial_setup(cfg)
     if v.get("freeze_word_embeddings"):
         model.get_input_embeddings().weight.requires_grad_(False)
     # Built here, not by trainables.optim, so each variant says which kernel it uses.

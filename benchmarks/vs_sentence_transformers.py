@@ -30,19 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import EMBEDDED, RESULTS, machine, measured, print_table, start_local_ray, write_json
-
-SEARCHED_DEFAULTS = dict(optimizer="adamw", lr=2e-5, weight_decay=0.01, scheduler="linear", warmup_ratio=0.1)
-
+from common import RESULTS, embedded_config, machine, measured, print_table, start_local_ray, write_json
 
 def data_config(args) -> dict:
     """The data both sides train and score on, and our recipe="ours" settings."""
-    from search.run import EMBEDDED_SETTINGS
-    from spaces.minilm import SPACE
-    from trainables.models import PACKAGED_MINILM
-    config = {**SPACE.fixed, **EMBEDDED_SETTINGS, **SEARCHED_DEFAULTS, "model": PACKAGED_MINILM,
-              "data_dir": str(EMBEDDED), "epochs": args.epochs, "num_threads": args.threads,
-              "first_stage_weight": 0.0}
+    config = embedded_config(epochs=args.epochs, num_threads=args.threads, first_stage_weight=0.0)
     if args.max_train_queries is not None:
         config["max_train_queries"] = args.max_train_queries
     return config

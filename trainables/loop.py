@@ -23,7 +23,7 @@ from trainables.data import (Pair, RetrievalData, split_queries, steps_per_epoch
                               training_pairs, worker_batches)
 from trainables.errors import UsageError
 from trainables.evaluate import candidates, mean_metrics
-from trainables.models import load_reranker, native_dir, require
+from trainables.models import load_reranker, loadable_dir
 from trainables.optim import build_optimizer, build_scheduler
 from trainables.precision import autocast_dtype as choose_autocast
 from trainables.prefetch import ahead
@@ -49,8 +49,7 @@ def train_loop_per_worker(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else nullcontext() as checkpoint_dir:
         state = load_state(checkpoint_dir) if checkpoint_dir else None
-        model_dir = Path(checkpoint_dir) / MODEL_DIR if checkpoint_dir else native_dir(
-            require(cfg.model), Path(tempfile.gettempdir()) / "rerank-search")
+        model_dir = Path(checkpoint_dir) / MODEL_DIR if checkpoint_dir else loadable_dir(cfg.model)
         torch.manual_seed(cfg.seed)  # the new head starts the same on every rank
         tokenizer, model = load_reranker(model_dir, cfg.attn_implementation)
     model.to(device)

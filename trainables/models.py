@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import tempfile
 from pathlib import Path
 
 from trainables.errors import UsageError
@@ -70,6 +71,11 @@ def native_dir(model_dir: Path, cache_root: Path) -> Path:
             (shadow / item.name).symlink_to(item.resolve())
     (shadow / "config.json").write_text(json.dumps(gte_native_config(config), indent=2))
     return shadow
+
+
+def loadable_dir(model: str) -> Path:
+    """Where to load `model` from: found offline (require), GTE configs made native (native_dir)."""
+    return native_dir(require(model), Path(tempfile.gettempdir()) / "rerank-search")
 
 
 def load_reranker(model_dir: Path, attn_implementation: str | None = None):

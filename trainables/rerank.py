@@ -17,15 +17,13 @@ from trainables.errors import UsageError, exit_on_usage_error
 
 def model_directory(model: str) -> Path:
     """The transformers directory behind --model; a search checkpoint is checked whole first."""
-    import tempfile
-
     from trainables.checkpoint import MODEL_DIR, STATE_FILE, load_state
-    from trainables.models import native_dir, require
+    from trainables.models import loadable_dir
     path = Path(model).expanduser()
     if (path / STATE_FILE).is_file() or (path / MODEL_DIR).is_dir():
         load_state(path)  # a corrupt or partial checkpoint fails here, naming its file
         path = path / MODEL_DIR
-    return native_dir(require(str(path)), Path(tempfile.gettempdir()) / "rerank-search")
+    return loadable_dir(str(path))
 
 
 def rerank_run(model_dir: Path, collection: dict, queries: dict, run: dict, depth: int, batch_size: int,
