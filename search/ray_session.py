@@ -11,6 +11,16 @@ RUNTIME_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"
                "RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "RAY_TRAIN_V2_ENABLED": "1"}
 
+# Only for the Ray instance search.run starts itself on this machine:
+LOCAL_ENV = {
+    # one machine has no spot preemption to watch for; Train's watcher polls for it in an actor
+    # that used ~8% of a core (measured on 2 cores) for the whole trial;
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    # its daemons are this run's alone, so a CPU trial may make them yield (cluster/cpu_priority.py);
+    # on a cluster someone else started they stay as they are.
+    "RAY_STARTED_BY_SEARCH": "1",
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -34,7 +44,7 @@ def start_ray(address):
             # dashboard serves; pointing every process at this cluster's own dashboard keeps it from
             # guessing wrong when another Ray instance runs on the same machine.
             port = free_port()
-            env = {**RUNTIME_ENV, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+            env = {**RUNTIME_ENV, **LOCAL_ENV, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
             ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                      runtime_env={"env_vars": env}, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as err:
