@@ -12,12 +12,12 @@ the ratio is median(ours) / median(plain), so drift on a shared machine does not
 task (Ray's processes and a Ray worker, nothing else) and our loop under a bare TorchTrainer (no Tune).
 
 Each thread count is measured separately; the default is all cores, then one core fewer. With
-every core running a torch thread, Ray's own ~20 processes (GCS, raylet, dashboard and its
-modules, agents, Train's controller and helper actors, Tune's trial actor) each wake a few times
-a second (5-10 ms of CPU per second each, ~0.1-0.15 cores together, measured here with psutil)
-and every wake-up preempts one OpenMP thread, so the whole team waits at its next barrier. With
+every core running a torch thread, Ray's other processes preempt OpenMP threads and the whole team
+waits at its next barrier: on 2 cores they woke ~2,000 times a second during training (every Ray
+worker process checks for signals every 10 ms), against ~60 for a plain loop's whole machine. With
 one core left free those wake-ups land there: the second figure is the cost of the orchestration
-itself, the first what a fully subscribed CPU pays for running Ray beside it.
+itself, the first what a fully subscribed CPU pays for running Ray beside it (see
+cluster/cpu_priority.py for what the trainable does about it, and benchmarks/README.md for figures).
 """
 from __future__ import annotations
 
