@@ -3,7 +3,7 @@
 Why: every Ray worker process checks for signals every 10 ms (hard-coded in Ray's core worker),
 so a trial's helper actors (Train's controller, placement-group cleaner, autoscaling coordinator,
 synchronisation actor, dataset manager, Tune's trial actor), together with GCS, the dashboard and
-the agents, wake about 2,000 times a second (measured: benchmarks/overhead.py, README). When every
+the agents, wake about 2,000 times a second (counted on 2 cores: benchmarks/README.md). When every
 core runs a torch OpenMP thread, each wake-up preempts one of them and the whole team waits at its
 next barrier: a plain loop at 2 threads on 2 cores ran 15-20% faster than the same loop in a
 Ray Train worker. Measured gain of this module on that machine: within run-to-run noise (a few
