@@ -176,6 +176,15 @@ def measured(run, limit_cores: float = 0.1, attempts: int = 3) -> dict:
         disturbed.append({k: v for k, v in result.items() if not isinstance(v, (dict, list))})
 
 
+def chosen_variants(text: str, known) -> list[str]:
+    """A --variants comma list, checked against the script's known variants."""
+    names = [v for v in text.split(",") if v]
+    unknown = [v for v in names if v not in known]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return names
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -19,7 +19,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import RESULTS, cpu_trial_setup, embedded_config, machine, measured, write_json
+from common import RESULTS, chosen_variants, cpu_trial_setup, embedded_config, machine, measured, write_json
 
 PHASES = ("tokenize", "forward", "backward", "clip", "optimizer")
 # optimizer: "trainables" (trainables.optim: fused AdamW), "loop" (torch's per-parameter loop),
@@ -128,10 +128,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"from {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=RESULTS / "profile_step.json")
     args = parser.parse_args()
-    names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    names = chosen_variants(args.variants, VARIANTS)
     runs = {name: [] for name in names}
     for round_index in range(args.rounds):
         for name in names:

@@ -15,7 +15,8 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import RESULTS, cpu_trial_setup, embedded_config, machine, measured, print_table, write_json
+from common import (RESULTS, chosen_variants, cpu_trial_setup, embedded_config, machine, measured, print_table,
+                    write_json)
 
 VARIANTS = {
     "fp32-loop": dict(what="fp32, torch's per-parameter AdamW loop (trainables until session 3)"),
@@ -83,10 +84,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"from {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=RESULTS / "train_variants.json")
     args = parser.parse_args()
-    names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    names = chosen_variants(args.variants, VARIANTS)
     runs = {}
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)

@@ -43,12 +43,16 @@ def fully_subscribed(threads_per_worker: int, local_workers: int, node_cores: in
     return threads_per_worker * local_workers >= node_cores
 
 
+def session_marker(session_dir: str) -> str:
+    """The session directory's name, e.g. session_2026-11-30_12-00-00_000000_100."""
+    return os.path.basename(session_dir.rstrip("/"))
+
+
 def session_processes(procs: Iterable[Proc], session_dir: str) -> list[Proc]:
     """Processes of one Ray session: those whose command line names its session directory (GCS,
     raylet, dashboard, monitors) and everything they started (workers, agents, dashboard modules)."""
     procs = list(procs)
-    marker = os.path.basename(session_dir.rstrip("/"))
-    members = {p.pid for p in procs if marker in p.cmdline}
+    members = {p.pid for p in procs if session_marker(session_dir) in p.cmdline}
     children: dict[int, list[int]] = {}
     for p in procs:
         children.setdefault(p.ppid, []).append(p.pid)
@@ -64,12 +68,12 @@ def session_processes(procs: Iterable[Proc], session_dir: str) -> list[Proc]:
 def to_yield(procs: Iterable[Proc], session_dir: str, trainer_pids: set[int]) -> list[Proc]:
     """The session's Ray processes that should yield: daemons, dashboard modules and actors; never
     the raylet, the trainers, pooled idle workers (a future trainer) or a driver."""
-    chosen = []
+    chosen, marker = [], session_marker(session_dir)
     for p in session_processes(procs, session_dir):
         if p.pid in trainer_pids or p.name in ("raylet", "ray::IDLE") or "default_worker.py" in p.cmdline:
             continue  # default_worker.py: a worker still starting, before it names itself
         ray_named = (p.name.startswith(("ray::", "ray-dashboard-")) or p.name in RAY_DAEMONS
-                     or os.path.basename(session_dir.rstrip("/")) in p.cmdline)
+                     or marker in p.cmdline)
         if ray_named:
             chosen.append(p)
     return chosen
