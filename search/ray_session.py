@@ -16,6 +16,12 @@ LOCAL_ENV = {
     # one machine has no spot preemption to watch for; Train's watcher polls for it in an actor
     # that used ~8% of a core (measured on 2 cores) for the whole trial;
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    # Ray starts every worker at nice 15 so that its own daemons come first on a busy node. A
+    # trial's trainers are workers, so on a CPU machine every wake-up of GCS, raylet, dashboard or
+    # an agent (nice 0) preempted a torch thread at once and the OpenMP team waited for it: on 2
+    # cores a plain loop run as a Ray task took 1.25x its time outside Ray, 1.03x at nice 0
+    # (benchmarks/README.md). Workers read this from their own environment when they start;
+    "RAY_worker_niceness": "0",
     # its daemons are this run's alone, so a CPU trial may make them yield (cluster/cpu_priority.py);
     # on a cluster someone else started they stay as they are.
     "RAY_STARTED_BY_SEARCH": "1",

@@ -86,8 +86,9 @@ def test_a_cpu_trial_filling_the_node_makes_rays_helpers_yield(ray_local, tmp_pa
         # than cores on a bigger one, where the node is not filled and nothing may change).
         yielded = yield_to_this_trial(threads_per_worker=1)
         raylet = psutil.Process().parent()
-        seen = {"yielded": yielded, "own_policy": os.sched_getscheduler(0), "raylet": raylet.name(),
-                "raylet_policy": os.sched_getscheduler(raylet.pid), "cores": len(os.sched_getaffinity(0))}
+        seen = {"yielded": yielded, "own_policy": os.sched_getscheduler(0), "nice": os.nice(0),
+                "raylet": raylet.name(), "raylet_policy": os.sched_getscheduler(raylet.pid),
+                "cores": len(os.sched_getaffinity(0))}
         rank = ray.train.get_context().get_world_rank()
         with open(os.path.join(config["out"], f"rank{rank}.json"), "w") as out:
             json.dump(seen, out)
@@ -98,6 +99,7 @@ def test_a_cpu_trial_filling_the_node_makes_rays_helpers_yield(ray_local, tmp_pa
     first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     for seen in (first, second):  # the trainers and the raylet (their parent) keep their class
         assert seen["own_policy"] == os.SCHED_OTHER
+        assert seen["nice"] == 0  # LOCAL_ENV: not Ray's default 15, below its own daemons
         assert seen["raylet"] == "raylet" and seen["raylet_policy"] == os.SCHED_OTHER
     assert second["yielded"] == []  # one worker per node applies it
     if first["cores"] > 2:
