@@ -16,8 +16,10 @@ every core running a torch thread, Ray's other processes preempt OpenMP threads 
 waits at its next barrier: on 2 cores they woke ~2,000 times a second during training (every Ray
 worker process checks for signals every 10 ms), against ~60 for a plain loop's whole machine. With
 one core left free those wake-ups land there: the second figure is the cost of the orchestration
-itself, the first what a fully subscribed CPU pays for running Ray beside it (see
-cluster/cpu_priority.py for what the trainable does about it, and benchmarks/README.md for figures).
+itself, the first what a fully subscribed CPU pays for running Ray beside it. Ray starts its workers
+at nice 15, below its own daemons, which made every such wake-up preempt a trainer at once; the Ray
+that search.run starts runs them at nice 0 (search/ray_session.LOCAL_ENV). See cluster/cpu_priority.py
+for what the trainable does besides, and benchmarks/README.md for figures.
 """
 from __future__ import annotations
 
