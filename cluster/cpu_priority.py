@@ -7,7 +7,9 @@ the agents, wake about 2,000 times a second (counted on 2 cores: benchmarks/READ
 core runs a torch OpenMP thread, each wake-up preempts one of them and the whole team waits at its
 next barrier: a plain loop at 2 threads on 2 cores ran 15-20% faster than the same loop in a
 Ray Train worker. Measured gain of this module on that machine: within run-to-run noise (a few
-percent at most, benchmarks/README.md); the wake-ups it silences are counted there.
+percent at most, benchmarks/README.md); the wake-ups it silences are counted there. What did help
+is the workers' niceness (Ray's default 15 ranked trainers below these daemons), set to 0 in
+search/ray_session.LOCAL_ENV.
 
 What: those processes are switched to SCHED_IDLE, the Linux class that runs only on CPU time
 nothing else wants and never preempts a normal task. Any user may do this to their own processes;
