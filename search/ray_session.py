@@ -28,6 +28,12 @@ LOCAL_ENV = {
 }
 
 
+def local_env(dashboard_port: int) -> dict:
+    """Every process's environment on a Ray started here, whose state API (served by the dashboard
+    on dashboard_port) Ray Train uses to release a finished trial's placement group."""
+    return {**RUNTIME_ENV, **LOCAL_ENV, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard_port}"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,9 +56,8 @@ def start_ray(address):
             # dashboard serves; pointing every process at this cluster's own dashboard keeps it from
             # guessing wrong when another Ray instance runs on the same machine.
             port = free_port()
-            env = {**RUNTIME_ENV, **LOCAL_ENV, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
             ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                     runtime_env={"env_vars": env}, log_to_driver=True)
+                     runtime_env={"env_vars": local_env(port)}, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UsageError(f"cannot reach Ray cluster at {address or 'local'}: {err}") from None
     return ray.cluster_resources()

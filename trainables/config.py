@@ -72,7 +72,8 @@ class TrainConfig:
     # plumbing, not hyperparameters
     num_threads: Optional[int] = None  # torch intra-op threads per worker; None: torch's default
     # On a CPU node this trial's threads fill, Ray's own processes run at SCHED_IDLE so their
-    # wake-ups never preempt a torch thread (cluster/cpu_priority.py); no effect on GPU workers.
+    # wake-ups do not preempt torch threads (cluster/cpu_priority.py; measured gain within noise
+    # on 2 cores so far); nothing is done on GPU workers.
     yield_ray_cpu: bool = True
 
     @classmethod
