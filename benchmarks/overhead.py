@@ -77,9 +77,11 @@ def plain_run(config: dict) -> dict:
 
 
 def plain_in_subprocess(config: dict) -> dict:
-    # A fresh process each time, like the trial's fresh Ray worker: no warm caches on either side.
+    # A fresh process each time, like the trial's fresh Ray worker: no warm caches on either side,
+    # and the memory allocator a worker of search.run's Ray gets, so the ratio is Ray's cost alone.
+    from search.ray_session import allocator_env
     done = subprocess.run([sys.executable, __file__, "--plain-child", json.dumps(config)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env={**os.environ, **allocator_env()})
     if done.returncode:
         raise SystemExit(f"plain run failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

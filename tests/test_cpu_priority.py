@@ -88,7 +88,8 @@ def test_a_cpu_trial_filling_the_node_makes_rays_helpers_yield(ray_local, tmp_pa
         raylet = psutil.Process().parent()
         seen = {"yielded": yielded, "own_policy": os.sched_getscheduler(0), "nice": os.nice(0),
                 "raylet": raylet.name(), "raylet_policy": os.sched_getscheduler(raylet.pid),
-                "cores": len(os.sched_getaffinity(0))}
+                "cores": len(os.sched_getaffinity(0)),
+                "jemalloc": any("libjemalloc" in line for line in open("/proc/self/maps"))}
         rank = ray.train.get_context().get_world_rank()
         with open(os.path.join(config["out"], f"rank{rank}.json"), "w") as out:
             json.dump(seen, out)
@@ -100,6 +101,7 @@ def test_a_cpu_trial_filling_the_node_makes_rays_helpers_yield(ray_local, tmp_pa
     for seen in (first, second):  # the trainers and the raylet (their parent) keep their class
         assert seen["own_policy"] == os.SCHED_OTHER
         assert seen["nice"] == 0  # LOCAL_ENV: not Ray's default 15, below its own daemons
+        assert seen["jemalloc"] or os.environ.get("LD_PRELOAD")  # allocator_env, unless the user preloads another
         assert seen["raylet"] == "raylet" and seen["raylet_policy"] == os.SCHED_OTHER
     assert second["yielded"] == []  # one worker per node applies it
     if first["cores"] > 2:
