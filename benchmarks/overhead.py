@@ -4,7 +4,8 @@
 
 Both train the packaged MiniLM for one epoch of the embedded data (minilm space with the
 embedded search's settings: 704 pairs, batch 16, 44 optimiser steps) with the same pairs,
-batches, tokenization, loss, optimizer and schedule, on the same number of torch threads.
+batches, tokenization, loss, optimizer and schedule, on the same number of torch threads and
+the same memory allocator (search/ray_session.allocator_env).
 Order: plain, (ours, plain) × repeats (default 2); every run is a fresh process (plain runs are
 subprocesses, ours gets a fresh Ray worker), Ray is shut down while a plain run trains, and
 the ratio is median(ours) / median(plain), so drift on a shared machine does not bias it.

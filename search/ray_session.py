@@ -45,9 +45,10 @@ def allocator_env(environ=os.environ) -> dict:
 
     Why: glibc's malloc returns large freed blocks (above its mmap threshold, at most 32 MB; the
     embedding gradient of MiniLM alone is 47 MB) and the top of its heap to the OS, so every step
-    faults ~70 MB of fresh zeroed pages back in: for MiniLM at batch 16 on 2 cores, 18,000 page faults a step and 11% of the CPU time in the
-    kernel. With jemalloc keeping freed pages: 5,400 faults, half the kernel time and a step 10-15%
-    shorter (benchmarks/README.md). A preload the user chose (LD_PRELOAD, e.g. tcmalloc) is kept.
+    faults ~70 MB of fresh zeroed pages back in. MiniLM on 2 cores, plain loop: 18,000 page faults
+    a step and 11% of the CPU time in the kernel; on jemalloc keeping freed pages 2,600-5,400 faults,
+    half the kernel time, steps 8-10% shorter, and more under Ray (benchmarks/README.md). A preload
+    the user chose (LD_PRELOAD, e.g. tcmalloc) is kept.
     Only on the Ray started here: on a cluster the library's path may differ from node to node."""
     import ray
     jemalloc = Path(ray.__file__).parent / "core" / "libjemalloc.so"
