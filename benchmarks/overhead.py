@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,7 @@ def plain_run(config: dict) -> dict:
     batches = worker_batches(len(pairs), 0, cfg.seed, cfg.batch_size, cfg.grad_accum, 0, 1, lengths)
     model.train()
     loss_sum = torch.zeros(())
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # page faults and kernel time of the loop alone
     started = time.perf_counter()
     for micro_batches in batches:
         for micro in micro_batches:
@@ -73,16 +75,20 @@ def plain_run(config: dict) -> dict:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     train_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
     return {"steps": len(batches), "train_s": train_s, "step_time_s": train_s / len(batches),
+            "page_faults_per_step": (after.ru_minflt - usage.ru_minflt) / len(batches),
+            "kernel_cpu_s": after.ru_stime - usage.ru_stime,
             "train_loss": loss_sum.item() / len(batches), "torch_threads": torch.get_num_threads()}
 
 
-def plain_in_subprocess(config: dict) -> dict:
+def plain_in_subprocess(config: dict, env: dict | None = None) -> dict:
     # A fresh process each time, like the trial's fresh Ray worker: no warm caches on either side,
-    # and the memory allocator a worker of search.run's Ray gets, so the ratio is Ray's cost alone.
+    # and by default the memory allocator a worker of search.run's Ray gets, so the ratio is Ray's
+    # cost alone (env: the child's whole environment instead).
     from search.ray_session import allocator_env
     done = subprocess.run([sys.executable, __file__, "--plain-child", json.dumps(config)],
-                          capture_output=True, text=True, check=False, env={**os.environ, **allocator_env()})
+                          capture_output=True, text=True, check=False, env=env or {**os.environ, **allocator_env()})
     if done.returncode:
         raise SystemExit(f"plain run failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

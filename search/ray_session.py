@@ -45,10 +45,10 @@ def allocator_env(environ=os.environ) -> dict:
 
     Why: glibc's malloc returns large freed blocks (above its mmap threshold, at most 32 MB; the
     embedding gradient of MiniLM alone is 47 MB) and the top of its heap to the OS, so every step
-    faults ~70 MB of fresh zeroed pages back in. MiniLM on 2 cores, plain loop: 18,000 page faults
-    a step and 11% of the CPU time in the kernel; on jemalloc keeping freed pages 2,600-5,400 faults,
-    half the kernel time, steps 8-10% shorter, and more under Ray (benchmarks/README.md). A preload
-    the user chose (LD_PRELOAD, e.g. tcmalloc) is kept.
+    faults ~70 MB of fresh zeroed pages back in. MiniLM on 2 cores, plain loop: 15,000-18,000 page faults
+    a step and 8-14% of the CPU time in the kernel; on jemalloc keeping freed pages 1,400-3,100 faults,
+    a fifth to a third of the kernel time, steps 2-9% shorter, more under Ray (benchmarks/allocator.py,
+    benchmarks/README.md). A preload the user chose (LD_PRELOAD, e.g. tcmalloc) is kept.
     Only on the Ray started here: on a cluster the library's path may differ from node to node."""
     import ray
     jemalloc = Path(ray.__file__).parent / "core" / "libjemalloc.so"
