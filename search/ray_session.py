@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from trainables.errors import UsageError
@@ -57,13 +59,54 @@ def allocator_env(environ=os.environ) -> dict:
     return {"LD_PRELOAD": str(jemalloc), "MALLOC_CONF": KEEP_FREED_PAGES}
 
 
+# The dashboard modules a local search needs: the state API (StateHead), which Ray Train's
+# placement-group cleaner polls every second and its state actor every 30 s, and the usage-stats
+# module Ray itself keeps when it runs without a dashboard. The other eight (jobs, metrics, nodes,
+# reporter, events, serve, data, train pages) are a Python process each, waking 15-40 times a
+# second; on 2 cores, where every core runs a torch thread, dropping them made a trial's steps
+# 6-10% shorter (benchmarks/README.md). --full-ray-dashboard keeps them.
+LEAN_DASHBOARD = ("StateHead", "UsageStatsHead")
+
+
+@contextmanager
+def dashboard_modules(modules):
+    """While Ray starts inside this block, its dashboard loads only `modules` (None: all of them).
+
+    ray.init has no parameter for this; the dashboard's own command line has (--modules-to-load,
+    what Ray itself passes when started without a dashboard), so the command Ray builds for it is
+    extended on its way to the process launcher. Had a Ray version stopped calling that launcher,
+    the dashboard would simply start in full."""
+    from ray._private import ray_constants, services
+    launch = services.start_ray_process
+
+    def launch_with_modules(command, process_type, *args, **kwargs):
+        if (modules and process_type == ray_constants.PROCESS_TYPE_DASHBOARD
+                and not any(part.startswith("--modules-to-load") for part in command)):
+            command = [*command, "--modules-to-load=" + ",".join(modules)]
+        return launch(command, process_type, *args, **kwargs)
+
+    services.start_ray_process = launch_with_modules
+    try:
+        yield
+    finally:
+        services.start_ray_process = launch
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def start_ray(address):
+def add_ray_arguments(parser) -> None:
+    """The options of every command that runs trials on Ray (search.run, search.rerun)."""
+    parser.add_argument("--address", default=None, help="existing Ray cluster (default: start a local one)")
+    parser.add_argument("--full-ray-dashboard", action="store_true",
+                        help="give the local Ray's dashboard every page (default: only the state API that Ray "
+                             "Train needs; the other modules cost CPU time that trials on a small machine feel)")
+
+
+def start_ray(address, full_dashboard: bool = False):
     import ray
     os.environ.update(RUNTIME_ENV)
     try:
@@ -79,8 +122,12 @@ def start_ray(address):
             # dashboard serves; pointing every process at this cluster's own dashboard keeps it from
             # guessing wrong when another Ray instance runs on the same machine.
             port = free_port()
-            ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                     runtime_env={"env_vars": local_env(port)}, log_to_driver=True)
+            with dashboard_modules(None if full_dashboard else LEAN_DASHBOARD):
+                ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                         runtime_env={"env_vars": local_env(port)}, log_to_driver=True)
+            if not full_dashboard:
+                print("the local Ray's dashboard serves the state API only (--full-ray-dashboard: every page)",
+                      file=sys.stderr)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UsageError(f"cannot reach Ray cluster at {address or 'local'}: {err}") from None
     return ray.cluster_resources()

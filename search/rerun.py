@@ -88,7 +88,7 @@ def main(argv=None) -> list[dict]:
     from analysis.runs import load_experiment
     from search import resources as resource_plan
     from search import tracking
-    from search.ray_session import cpus_per_gpu, start_ray
+    from search.ray_session import add_ray_arguments, cpus_per_gpu, start_ray
     from trainables.config import TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m search.rerun", description=__doc__.split("\n")[0])
@@ -97,7 +97,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--space", action="append", default=[], help="only these spaces (default: all)")
     parser.add_argument("--storage", type=Path, default=Path("runs"), help="where the search kept its state")
     parser.add_argument("--mlflow-uri", default=None, help="tracking URI (default: sqlite in --storage)")
-    parser.add_argument("--address", default=None, help="existing Ray cluster (default: start a local one)")
+    add_ray_arguments(parser)
     parser.add_argument("--gpus-per-trial", type=int, default=None)
     parser.add_argument("--workers-per-trial", type=int, default=None)
     args = parser.parse_args(argv)
@@ -124,7 +124,7 @@ def main(argv=None) -> list[dict]:
     import ray
     results = []
     try:
-        cluster = start_ray(args.address)
+        cluster = start_ray(args.address, args.full_ray_dashboard)
         resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
                                        args.workers_per_trial, 1, cpus_per_gpu())
         for search, trial, space, seed, config in plans:

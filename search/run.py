@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from search import record as search_record
-from search.ray_session import cpus_per_gpu, start_ray
+from search.ray_session import add_ray_arguments, cpus_per_gpu, start_ray
 from search.embedded_data import DEFAULT_DIR as EMBEDDED_DIR
 from trainables.errors import UsageError, exit_on_usage_error
 
@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial")
     parser.add_argument("--smoke-test", action="store_true", help="tiny random model, tiny data slice")
     parser.add_argument("--output-json", type=Path, default=None, help="write the best trial and all trials here")
-    parser.add_argument("--address", default=None, help="existing Ray cluster (default: start a local one)")
+    add_ray_arguments(parser)
     parser.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial from its checkpoint")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a fixed training setting (a TrainConfig key), e.g. --set max_length=128")
@@ -291,7 +291,7 @@ def main(argv=None) -> dict:
     storage.mkdir(parents=True, exist_ok=True)
     base["model"] = model = resolve_model(space, args, storage)
     try:
-        cluster = start_ray(args.address)
+        cluster = start_ray(args.address, args.full_ray_dashboard)
         resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
                                        args.workers_per_trial, args.max_concurrent, cpus_per_gpu())
         client, experiment_id = tracking.connect(uri, experiment, storage)
