@@ -8,7 +8,8 @@ batches, tokenization, loss, optimizer and schedule, on the same number of torch
 the same memory allocator (search/ray_session.allocator_env).
 Order: plain, (ours, plain) × repeats (default 2); every run is a fresh process (plain runs are
 subprocesses, ours gets a fresh Ray worker), Ray is shut down while a plain run trains, and
-the ratio is median(ours) / median(plain), so drift on a shared machine does not bias it.
+the ratio is median(ours) / median(plain), so drift on a shared machine does not bias it;
+step_time_ratio_paired (median of each ours run over its two plain neighbours) is less noisy still.
 --breakdown adds two layers between them, each followed by a plain run: the plain loop as a Ray
 task (Ray's processes and a Ray worker, nothing else) and our loop under a bare TorchTrainer (no Tune).
 
@@ -188,11 +189,22 @@ def measure(base: dict, threads: int, repeats: int, breakdown: bool, tmp: str) -
         "max_other_cores": max(r["other_cores"] for r in runs),
         "order": " → ".join(r["kind"] for r in runs) + "; ratio = median(ours) / median(plain)",
     }
+    figures["step_time_ratio_paired"] = median(paired_ratios(runs, "ours"))
+    figures["step_time_ratios_paired"] = paired_ratios(runs, "ours")
     for layer in ("task", "train"):
         times = [r["step_time_s"] for r in runs if r["kind"] == layer]
         if times:
             figures[f"{layer}_step_time_ratio"] = median(times) / plain_step
     return runs, figures
+
+
+def paired_ratios(runs: list[dict], layer: str) -> list[float]:
+    """Each `layer` run over the mean of the plain runs just before and after it. This machine's speed
+    drifts over minutes (the same plain loop took 183 ms in one run and 216 ms two runs later), so a
+    run compared with its own neighbours says more than medians taken across the whole session."""
+    return [run["step_time_s"] / ((before["step_time_s"] + after["step_time_s"]) / 2)
+            for before, run, after in zip(runs, runs[1:], runs[2:])
+            if run["kind"] == layer and before["kind"] == after["kind"] == "plain"]
 
 
 def table_rows(runs: list[dict], f: dict) -> list[tuple[str, str]]:
@@ -206,6 +218,8 @@ def table_rows(runs: list[dict], f: dict) -> list[tuple[str, str]]:
         (f"{t} threads: step_time_ratio (ours/plain)", f"{f['step_time_ratio']:8.3f}   goal <= 1.03, must be <= 1.05: "
                                                        f"{'PASS' if f['step_time_ratio'] <= 1.05 else 'FAIL'}"),
         (f"{t} threads: step_time_ratio_min (fastest/fastest)", f"{f['step_time_ratio_min']:8.3f}"),
+        (f"{t} threads: step_time_ratio_paired (each ours / its neighbours)",
+         f"{f['step_time_ratio_paired']:8.3f}   ({', '.join(f'{r:.3f}' for r in f['step_time_ratios_paired'])})"),
         *[(f"{t} threads: {layer}_step_time_ratio ({what})", f"{f[f'{layer}_step_time_ratio']:8.3f}")
           for layer, what in (("task", "plain loop as a Ray task"), ("train", "our loop, TorchTrainer, no Tune"))
           if f"{layer}_step_time_ratio" in f],
