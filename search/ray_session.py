@@ -63,8 +63,9 @@ def allocator_env(environ=os.environ) -> dict:
 # placement-group cleaner polls every second and its state actor every 30 s, and the usage-stats
 # module Ray itself keeps when it runs without a dashboard. The other eight (jobs, metrics, nodes,
 # reporter, events, serve, data, train pages) are a Python process each, waking 15-40 times a
-# second; on 2 cores, where every core runs a torch thread, dropping them made a trial's steps
-# 6-10% shorter (benchmarks/README.md). --full-ray-dashboard keeps them.
+# second. Without them a local Ray has 12 processes instead of 20, 460 MiB instead of 572, and
+# uses a third less CPU while idle; on 2 cores, where every core runs a torch thread, the effect on
+# a step was within the machine's noise (benchmarks/README.md). --full-ray-dashboard keeps them.
 LEAN_DASHBOARD = ("StateHead", "UsageStatsHead")
 
 
@@ -103,7 +104,7 @@ def add_ray_arguments(parser) -> None:
     parser.add_argument("--address", default=None, help="existing Ray cluster (default: start a local one)")
     parser.add_argument("--full-ray-dashboard", action="store_true",
                         help="give the local Ray's dashboard every page (default: only the state API that Ray "
-                             "Train needs; the other modules cost CPU time that trials on a small machine feel)")
+                             "Train needs; the other pages' modules cost memory and CPU time beside the trials)")
 
 
 def start_ray(address, full_dashboard: bool = False):
