@@ -64,8 +64,9 @@ def allocator_env(environ=os.environ) -> dict:
 # module Ray itself keeps when it runs without a dashboard. The other eight (jobs, metrics, nodes,
 # reporter, events, serve, data, train pages) are a Python process each, waking 15-40 times a
 # second. Without them a local Ray has 12 processes instead of 20, 460 MiB instead of 572, and
-# uses a third less CPU while idle; on 2 cores, where every core runs a torch thread, the effect on
-# a step was within the machine's noise (benchmarks/README.md). --full-ray-dashboard keeps them.
+# uses a third less CPU while idle; on 2 cores, where every core runs a torch thread, a trial's
+# steps were about 6% shorter, at the edge of that machine's noise (benchmarks/README.md).
+# --full-ray-dashboard keeps them.
 LEAN_DASHBOARD = ("StateHead", "UsageStatsHead")
 
 
