@@ -108,6 +108,19 @@ def add_ray_arguments(parser) -> None:
                              "Train needs; the other pages' modules cost memory and CPU time beside the trials)")
 
 
+def init_local_ray(full_dashboard: bool = False, **options) -> None:
+    """A Ray instance on this machine, as search.run starts it (options: more ray.init arguments).
+
+    Ray Train releases a finished trial's placement group through the state API, which the
+    dashboard serves; pointing every process at this cluster's own dashboard keeps it from
+    guessing wrong when another Ray instance runs on the same machine."""
+    import ray
+    port = free_port()
+    with dashboard_modules(None if full_dashboard else LEAN_DASHBOARD):
+        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                 runtime_env={"env_vars": local_env(port)}, **options)
+
+
 def start_ray(address, full_dashboard: bool = False):
     import ray
     os.environ.update(RUNTIME_ENV)
@@ -120,13 +133,7 @@ def start_ray(address, full_dashboard: bool = False):
             env = {**RUNTIME_ENV, **({"RAY_ADDRESS": bootstrap} if "://" not in bootstrap else {})}
             ray.init(address=bootstrap, runtime_env={"env_vars": env}, log_to_driver=True)
         else:
-            # Ray Train releases a finished trial's placement group through the state API, which the
-            # dashboard serves; pointing every process at this cluster's own dashboard keeps it from
-            # guessing wrong when another Ray instance runs on the same machine.
-            port = free_port()
-            with dashboard_modules(None if full_dashboard else LEAN_DASHBOARD):
-                ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                         runtime_env={"env_vars": local_env(port)}, log_to_driver=True)
+            init_local_ray(full_dashboard, log_to_driver=True)
             if not full_dashboard:
                 print("the local Ray's dashboard serves the state API only (--full-ray-dashboard: every page)",
                       file=sys.stderr)

@@ -31,11 +31,8 @@ def ray_local():
     """A small local Ray instance for one test module; shut down after it, so CLI tests that
     start their own Ray (search.run) never meet it."""
     import ray
-    from search.ray_session import LEAN_DASHBOARD, RUNTIME_ENV, dashboard_modules, free_port, local_env
+    from search.ray_session import RUNTIME_ENV, init_local_ray
     os.environ.update(RUNTIME_ENV)
-    port = free_port()  # this cluster's own state API, as search.run does
-    with dashboard_modules(LEAN_DASHBOARD):
-        ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                 runtime_env={"env_vars": local_env(port)}, log_to_driver=False)
+    init_local_ray(num_cpus=2, log_to_driver=False)  # as search.run starts it, on 2 CPUs
     yield ray
     ray.shutdown()

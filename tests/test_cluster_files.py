@@ -6,7 +6,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from search.ray_session import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
@@ -194,12 +195,6 @@ def test_mlflow_script_warns_before_binding_all_interfaces(tmp_path):
     result = run_script("--dir", str(tmp_path), "--host", "0.0.0.0", env={**os.environ, "PATH": path})
     assert result.returncode == 1
     assert "WARNING" in result.stderr and "no authentication" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_mlflow_script_serves_on_localhost(tmp_path):
