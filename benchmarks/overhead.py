@@ -14,13 +14,14 @@ step_time_ratio_paired (median of each ours run over its two plain neighbours) i
 task (Ray's processes and a Ray worker, nothing else) and our loop under a bare TorchTrainer (no Tune).
 
 Each thread count is measured separately; the default is all cores, then one core fewer. With
-every core running a torch thread, Ray's other processes preempt OpenMP threads and the whole team
-waits at its next barrier: on 2 cores they woke ~2,000 times a second during training (every Ray
-worker process checks for signals every 10 ms), against ~60 for a plain loop's whole machine. With
-one core left free those wake-ups land there: the second figure is the cost of the orchestration
-itself, the first what a fully subscribed CPU pays for running Ray beside it. Ray starts its workers
-at nice 15, below its own daemons, which made every such wake-up preempt a trainer at once; the Ray
-that search.run starts runs them at nice 0 (search/ray_session.LOCAL_ENV). See cluster/cpu_priority.py
+every core running a torch thread, Ray's other processes take their CPU time from the OpenMP team,
+and the whole team waits at its next barrier while one thread is away: on 2 cores they used ~0.1
+of a core during training (a plain loop's machine: 0.006), and at least one team thread was off its
+core 9-16% of the time (plain: under 1%; benchmarks/contention.py traces it). With one core left
+free that work lands there: the second figure is the cost of the orchestration itself, the first
+what a fully subscribed CPU pays for running Ray beside it. Ray starts its workers at nice 15,
+below its own daemons, which made every such wake-up preempt a trainer at once; the Ray that
+search.run starts runs them at nice 0 (search/ray_session.LOCAL_ENV). See cluster/cpu_priority.py
 for what the trainable does besides, and benchmarks/README.md for figures.
 """
 from __future__ import annotations

@@ -3,22 +3,25 @@
 Why: every Ray worker process checks for signals every 10 ms (hard-coded in Ray's core worker),
 so a trial's helper actors (Train's controller, placement-group cleaner, autoscaling coordinator,
 synchronisation actor, dataset manager, Tune's trial actor), together with GCS, the dashboard and
-the agents, wake about 2,000 times a second (counted on 2 cores: benchmarks/README.md). When every
-core runs a torch OpenMP thread, each wake-up preempts one of them and the whole team waits at its
-next barrier: a plain loop at 2 threads on 2 cores ran 15-20% faster than the same loop in a
-Ray Train worker. Measured gain of this module on that machine: within run-to-run noise (a few
-percent at most, benchmarks/README.md); the wake-ups it silences are counted there. What did help
-is the workers' niceness (Ray's default 15 ranked trainers below these daemons), set to 0 in
-search/ray_session.LOCAL_ENV.
+the agents, wake over 1,000 times a second and use about 0.1 of a core between them (traced on
+2 cores: benchmarks/contention.py). When every core runs a torch OpenMP thread, that CPU time is
+taken from the team, and the whole team waits at its next barrier while one thread is away. What
+helped most is the workers' niceness (Ray's default 15 ranked trainers below these daemons), set
+to 0 in search/ray_session.LOCAL_ENV.
 
-What: those processes are switched to SCHED_IDLE, the Linux class that runs only on CPU time
-nothing else wants and never preempts a normal task. Any user may do this to their own processes;
-only going back needs privileges, so it is never applied to a process that may later become a
-trainer: the raylet (workers inherit its class), pooled idle workers and the trainers themselves.
-Drivers (search.run, a job's entrypoint) are left alone too. Nothing is done on GPU workers (their
-cores are not saturated), when the trial leaves cores free, outside Linux, or on a Ray instance
-search.run did not start itself (RAY_STARTED_BY_SEARCH, search/ray_session.py): a standing cluster's
-daemons serve other jobs too, and a process once in SCHED_IDLE stays there.
+What: those processes are switched to SCHED_IDLE, the Linux class with the smallest weight, which
+does not preempt a normal task when it wakes. Any user may do this to their own processes; only
+going back needs privileges, so it is never applied to a process that may later become a trainer:
+the raylet (workers inherit its class), pooled idle workers and the trainers themselves. Drivers
+(search.run, a job's entrypoint) are left alone too. Nothing is done on GPU workers (their cores
+are not saturated), when the trial leaves cores free, outside Linux, or on a Ray instance
+search.run did not start itself (RAY_STARTED_BY_SEARCH, search/ray_session.py): a standing
+cluster's daemons serve other jobs too, and a process once in SCHED_IDLE stays there.
+
+Measured on a 6.18 kernel (EEVDF scheduler), 2 cores: the training threads were preempted ~750
+instead of ~1,150 times a second, but the helpers still get their CPU time when a training
+thread's time slice ends, so the share of time the team stalls (9-16%) and the step time did not
+change beyond run-to-run noise (benchmarks/README.md).
 """
 from __future__ import annotations
 
