@@ -206,8 +206,11 @@ def traced_run(kind: str, base: dict, threads: int, window_s: float, tmp: str) -
     script = subprocess.run(["perf", "sched", "script", "-i", str(trace)], capture_output=True, text=True,
                             check=True).stdout.splitlines()
     trace.unlink()
+    switches = parse_switches(script)
+    if len(switches) < 2:
+        raise SystemExit(f"no sched_switch events read from the {kind} run's trace (an unfamiliar perf output format?)")
     return {"kind": kind, "step_time_s": run["step_time_s"], "train_loss": run["train_loss"],
-            **analyse(parse_switches(script), tracer.result["threads"], tracer.result["pid"], threads)}
+            **analyse(switches, tracer.result["threads"], tracer.result["pid"], threads)}
 
 
 def summary(runs: list[dict]) -> dict:
