@@ -145,9 +145,10 @@ def thread_table() -> dict[int, tuple[int, str]]:
 def training_process(kind: str):
     """The process that trains: overhead.py's plain child, or our trial's Ray Train worker."""
     import psutil
+    from overhead import PLAIN_CHILD
     for proc in psutil.process_iter(["name", "cmdline"]):
-        name, cmdline = proc.info["name"] or "", " ".join(proc.info["cmdline"] or [])
-        if (kind == "plain" and "--plain-child" in cmdline) or (kind == "ours" and name.startswith("ray::RayTrainWo")):
+        name, argv = proc.info["name"] or "", proc.info["cmdline"] or []
+        if (kind == "plain" and PLAIN_CHILD in argv) or (kind == "ours" and name.startswith("ray::RayTrainWo")):
             return proc
     return None
 
@@ -176,7 +177,8 @@ class Tracer(threading.Thread):
                     break
             else:
                 return
-            time.sleep(1.0)  # past the first steps
+            if self.stop.wait(1.0):  # past the first steps; a run that ended meanwhile has nothing to trace
+                return
             subprocess.run(["perf", "sched", "record", "-o", str(self.out), "--", "sleep", str(self.window_s)],
                            capture_output=True, check=True)
             self.result = {"pid": proc.pid, "threads": thread_table()}

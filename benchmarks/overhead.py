@@ -84,12 +84,15 @@ def plain_run(config: dict) -> dict:
             "train_loss": loss_sum.item() / len(batches), "torch_threads": torch.get_num_threads()}
 
 
+PLAIN_CHILD = "--plain-child"  # the flag that makes this script the plain loop's child process
+
+
 def plain_in_subprocess(config: dict, env: dict | None = None) -> dict:
     # A fresh process each time, like the trial's fresh Ray worker: no warm caches on either side,
     # and by default the memory allocator a worker of search.run's Ray gets, so the ratio is Ray's
     # cost alone (env: the child's whole environment instead).
     from search.ray_session import allocator_env
-    done = subprocess.run([sys.executable, __file__, "--plain-child", json.dumps(config)],
+    done = subprocess.run([sys.executable, __file__, PLAIN_CHILD, json.dumps(config)],
                           capture_output=True, text=True, check=False, env=env or {**os.environ, **allocator_env()})
     if done.returncode:
         raise SystemExit(f"plain run failed:\n{done.stderr[-2000:]}")
@@ -243,7 +246,7 @@ def main() -> None:
                         help="also time the plain loop as a Ray task and our loop under a bare TorchTrainer "
                              "(no Tune), to see which layer costs what")
     parser.add_argument("--out", type=Path, default=RESULTS / "overhead.json")
-    parser.add_argument("--plain-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(PLAIN_CHILD, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_child:
         print(json.dumps(plain_run(json.loads(args.plain_child))))
