@@ -6,8 +6,10 @@ for transformers' native `gte` model and the weights are renamed by transformers
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -60,16 +62,30 @@ def gte_native_config(original: dict) -> dict:
 
 
 def native_dir(model_dir: Path, cache_root: Path) -> Path:
-    """model_dir itself, or for a remote-code GTE checkpoint a shadow dir with a native config."""
+    """model_dir itself, or for a remote-code GTE checkpoint a shadow dir with a native config.
+
+    Every worker of every trial on a node may call this at once: the shadow is built in a private
+    temporary dir and renamed into place whole, so a reader sees no folder or a complete one."""
     config = json.loads((model_dir / "config.json").read_text())
     if config.get("model_type") != "new":
         return model_dir
-    shadow = cache_root / "native-gte" / model_dir.name
-    shadow.mkdir(parents=True, exist_ok=True)
-    for item in model_dir.iterdir():
-        if item.name != "config.json" and not item.name.endswith(".py") and not (shadow / item.name).exists():
-            (shadow / item.name).symlink_to(item.resolve())
-    (shadow / "config.json").write_text(json.dumps(gte_native_config(config), indent=2))
+    source = model_dir.resolve()
+    key = hashlib.sha256(str(source).encode()).hexdigest()[:12]  # two models named alike never share one
+    shadow = cache_root / "native-gte" / f"{model_dir.name}-{key}"
+    if (shadow / "config.json").is_file():
+        return shadow
+    shadow.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{shadow.name}.", dir=shadow.parent))
+    for item in source.iterdir():
+        if item.name != "config.json" and not item.name.endswith(".py"):
+            (building / item.name).symlink_to(item.resolve())
+    (building / "config.json").write_text(json.dumps(gte_native_config(config), indent=2))
+    try:
+        building.rename(shadow)
+    except OSError:  # another process renamed its complete copy first: use that one
+        shutil.rmtree(building, ignore_errors=True)
+        if not (shadow / "config.json").is_file():
+            raise
     return shadow
 
 
@@ -80,13 +96,17 @@ def loadable_dir(model: str) -> Path:
 
 def load_reranker(model_dir: Path, attn_implementation: str | None = None):
     """(tokenizer, model) with a single-logit head; weights from safetensors, no remote code.
+
+    Weights are always fp32 master weights, whatever the checkpoint stores (GTE-multilingual ships
+    fp16, where Lion's ~1e-6 updates would round away); bf16 comes from autocast alone.
     attn_implementation: None lets transformers choose (sdpa where it can); "flash_attention_2"
     gives ModernBERT its unpadded attention when the flash-attn package is installed."""
+    import torch
     import transformers
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=1, trust_remote_code=False,
+            model_dir, num_labels=1, trust_remote_code=False, dtype=torch.float32,
             **({"attn_implementation": attn_implementation} if attn_implementation else {}))
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as err:  # missing or corrupt files
         raise UsageError(f"{model_dir}: cannot load the model ({type(err).__name__}: "
