@@ -5,7 +5,7 @@ import pynvml
 import pytest
 import torch
 
-from trainables.gpu import (GpuSampler, ModelDims, cuda_index, mfu, model_dims, nvml_target, peak_tflops,
+from trainables.gpu import (GpuSampler, ModelDims, cuda_index, cuda_uuid, mfu, model_dims, nvml_target, peak_tflops,
                             torch_peak_memory_gb, training_flops_per_token, trapezoid_joules)
 
 
@@ -247,3 +247,19 @@ def test_cuda_index_and_torch_peak_on_cpu():
     assert cuda_index(torch.device("cpu")) is None
     assert cuda_index(torch.device("cuda", 2)) == 2
     assert torch_peak_memory_gb(torch.device("cpu")) == {}
+
+
+def test_sampler_opens_the_uuid_cuda_reports_for_its_device(monkeypatch):
+    # CUDA may number GPUs unlike NVML (fastest first): the UUID CUDA gives names the board itself.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index: asked.append(index) or SimpleNamespace(uuid="58ea1c2e-7d3f"))
+    nvml = FakeNvml(monkeypatch, **READINGS)
+    started(device_index=1).stop()
+    assert asked == [1] and nvml.handles == [("uuid", "GPU-58ea1c2e-7d3f")]
+    assert cuda_uuid(1) == "GPU-58ea1c2e-7d3f"
+
+
+def test_cuda_uuid_is_none_without_cuda():
+    assert cuda_uuid(0) is None  # this CPU build: the sampler falls back to CUDA_VISIBLE_DEVICES

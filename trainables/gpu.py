@@ -104,6 +104,18 @@ def nvml_target(cuda_index: int, visible_devices: str | None) -> int | str:
     raise ValueError(f"cuda:{cuda_index} is not in CUDA_VISIBLE_DEVICES={visible_devices!r}")
 
 
+def cuda_uuid(cuda_index: int) -> str | None:
+    """NVML's UUID ("GPU-…"/"MIG-…") of cuda:<cuda_index> as CUDA itself reports it, or None.
+
+    The surest match: CUDA may order GPUs differently from NVML (fastest first, not by PCI bus),
+    so an index, even one taken from CUDA_VISIBLE_DEVICES, can name another board."""
+    try:
+        uuid = str(torch.cuda.get_device_properties(cuda_index).uuid)
+    except (AssertionError, RuntimeError, AttributeError, ValueError):  # no CUDA build, driver or device
+        return None
+    return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+
+
 def describe(err: Exception) -> str:
     # NVML's class names (NVMLError_GpuIsLost) say it all; anything else needs its message too.
     if isinstance(err, pynvml.NVMLError):
@@ -236,7 +248,8 @@ class GpuSampler:
         return summarise(window, before) if self.available else {}
 
     def _open(self) -> None:
-        target = nvml_target(self.device_index, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        target = (cuda_uuid(self.device_index)
+                  or nvml_target(self.device_index, os.environ.get("CUDA_VISIBLE_DEVICES")))
         pynvml.nvmlInit()
         self._nvml_initialised = True
         handle = (pynvml.nvmlDeviceGetHandleByUUID(target) if isinstance(target, str)

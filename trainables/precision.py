@@ -10,7 +10,9 @@ def native_bf16(device: torch.device) -> bool:
     """CUDA GPUs with bf16 (Ampere and later), and CPUs whose oneDNN has bf16 kernels (AVX512-BF16,
     AMX). Elsewhere autocast would emulate bf16 and run slower than fp32, so it stays off."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # is_bf16_supported() alone is True on V100/T4 too, through emulation; native needs sm_80+.
+        return (torch.cuda.get_device_capability(device) >= (8, 0)
+                and torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type == "cpu":
         try:
             return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -13,6 +13,14 @@ import torch.distributed as dist
 from trainables.gpu import GpuSampler, cuda_index, mfu, model_dims, peak_tflops, training_flops_per_token
 
 
+def synced_clock(device: torch.device) -> float:
+    """perf_counter once `device` has finished its queued work: CUDA runs asynchronously, so an
+    unsynchronised clock stops before the epoch's last kernels (inflating pairs/s and MFU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 class EpochMeter:
     def __init__(self, model, device: torch.device, world_size: int):
         self.device, self.world_size = device, world_size
@@ -24,7 +32,7 @@ class EpochMeter:
     def start_epoch(self) -> None:
         self.tokens = torch.zeros((), dtype=torch.float64, device=self.device)
         self.flops = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.started = time.perf_counter()
+        self.started = synced_clock(self.device)
 
     def count(self, attention_mask: torch.Tensor) -> None:
         """Real (non-padding) tokens of one micro-batch; padding therefore counts against MFU."""
@@ -33,7 +41,7 @@ class EpochMeter:
         self.flops += real * training_flops_per_token(*self.dims, attention_mask.shape[1])
 
     def train_seconds(self) -> float:
-        return time.perf_counter() - self.started
+        return synced_clock(self.device) - self.started
 
     def epoch_metrics(self, train_seconds: float, steps: int) -> dict:
         """Trial-wide figures for the epoch. Every rank must call this: it all-reduces."""
