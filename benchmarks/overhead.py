@@ -41,41 +41,32 @@ from common import (RESULTS, cpu_trial_setup, embedded_config, machine, measured
 
 
 def plain_run(config: dict) -> dict:
-    """trainables.loop's epoch with Ray, the meter, checkpointing and evaluation taken out."""
+    """trainables.loop's epoch (the same train_step) with Ray, the meter, checkpointing and evaluation
+    taken out."""
     import torch
-    import torch.nn.functional as F
 
     from trainables.config import TrainConfig
     from trainables.data import steps_per_epoch, worker_batches
     from trainables.loop import encode, pair_lengths
     from trainables.optim import build_optimizer, build_scheduler
     from trainables.precision import autocast_dtype
+    from trainables.step import StepSettings, train_step
 
     cfg = TrainConfig.from_dict(config)
     device = torch.device("cpu")
     data, pairs, _, tokenizer, model = cpu_trial_setup(cfg)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_per_epoch(len(pairs), cfg.batch_size) * cfg.epochs)
-    dtype = autocast_dtype(cfg.bf16, device)
+    settings = StepSettings(cfg.batch_size, 1, cfg.grad_clip, autocast_dtype(cfg.bf16, device))
     lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
     batches = worker_batches(len(pairs), 0, cfg.seed, cfg.batch_size, cfg.grad_accum, 0, 1, lengths)
     model.train()
     loss_sum = torch.zeros(())
     usage = resource.getrusage(resource.RUSAGE_SELF)  # page faults and kernel time of the loop alone
     started = time.perf_counter()
-    for micro_batches in batches:
-        for micro in micro_batches:
-            inputs, labels = encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(**inputs).logits.view(-1).float()
-            loss = F.binary_cross_entropy_with_logits(logits, labels) / len(micro_batches)
-            loss.backward()
-            loss_sum += loss.detach()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+    for micro_batches in batches:  # the loop's own step, on the same tokenised micro-batches
+        encoded = [encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device) for micro in micro_batches]
+        loss_sum += train_step(model, encoded, optimizer, scheduler, settings)
     train_s = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     return {"steps": len(batches), "train_s": train_s, "step_time_s": train_s / len(batches),

@@ -1,7 +1,7 @@
 import pytest
 
-from trainables.data import (RetrievalData, read_collection, read_qrels, read_run, split_queries, training_pairs,
-                             worker_batches)
+from trainables.data import (RetrievalData, check_batch_split, micro_loss_weight, read_collection, read_qrels,
+                             read_run, split_queries, split_sizes, training_pairs, worker_batches)
 from trainables.errors import UsageError
 
 
@@ -51,21 +51,39 @@ def test_embedded_split_and_pairs():
         assert data.qrels[pair.qid].get(pair.pid, 0) == (3 if pair.label else 0)
 
 
-@pytest.mark.parametrize("world_size,accum", [(1, 1), (2, 1), (2, 2), (4, 2)])
-def test_worker_batches_partition_each_global_batch(world_size, accum):
-    per_rank = [worker_batches(50, epoch=1, seed=3, batch_size=8, grad_accum=accum, rank=r, world_size=world_size)
-                for r in range(world_size)]
+@pytest.mark.parametrize("batch,world_size,accum", [(8, 1, 1), (8, 2, 1), (8, 2, 2), (8, 4, 2), (64, 3, 1),
+                                                    (15, 2, 1), (64, 2, 3), (7, 3, 2)])
+def test_worker_batches_partition_each_global_batch(batch, world_size, accum):
+    per_rank = [worker_batches(150, epoch=1, seed=3, batch_size=batch, grad_accum=accum, rank=r,
+                               world_size=world_size) for r in range(world_size)]
     steps = len(per_rank[0])
-    assert steps == 50 // 8 and all(len(p) == steps for p in per_rank)
+    assert steps == 150 // batch and all(len(p) == steps for p in per_rank)  # same steps on every rank
     seen = []
     for step in range(steps):
-        batch = [i for rank in per_rank for micro in rank[step] for i in micro]
-        assert len(batch) == 8 and len(set(batch)) == 8
+        micro = [m for rank in per_rank for m in rank[step]]
+        batch_pairs = [i for m in micro for i in m]
+        assert len(batch_pairs) == batch and len(set(batch_pairs)) == batch
         assert all(len(rank[step]) == accum for rank in per_rank)
-        seen += batch
-    assert len(set(seen)) == steps * 8
+        assert max(map(len, micro)) - min(map(len, micro)) <= 1 and min(map(len, micro)) >= 1
+        seen += batch_pairs
+    assert len(set(seen)) == steps * batch
 
 
-def test_batch_must_split_evenly():
-    with pytest.raises(UsageError, match="batch_size=10"):
-        worker_batches(50, 0, 0, batch_size=10, grad_accum=1, rank=0, world_size=3)
+def test_64_over_3_workers_is_22_21_21():
+    assert [len(worker_batches(64, 0, 0, 64, 1, rank, 3)[0][0]) for rank in range(3)] == [22, 21, 21]
+    assert split_sizes(21, 2) == [11, 10]
+
+
+@pytest.mark.parametrize("batch,world_size,accum", [(64, 3, 1), (15, 2, 1), (64, 2, 3), (7, 3, 2), (8, 2, 2)])
+def test_loss_weights_make_the_ddp_average_the_global_mean(batch, world_size, accum):
+    # DDP averages the ranks' gradients; weighted micro-batch means must add up to the global mean.
+    sizes = [len(m) for r in range(world_size) for m in worker_batches(batch, 0, 0, batch, accum, r, world_size)[0]]
+    weights = [micro_loss_weight(size, batch, world_size) for size in sizes]
+    per_pair = [w / size / world_size for w, size in zip(weights, sizes)]
+    assert per_pair == pytest.approx([1 / batch] * len(sizes))
+
+
+def test_batch_smaller_than_its_micro_batches_is_an_error():
+    with pytest.raises(UsageError, match="batch_size=3 is smaller than 2 worker.*grad_accum=2"):
+        worker_batches(50, 0, 0, batch_size=3, grad_accum=2, rank=0, world_size=2)
+    check_batch_split(4, 2, 2)  # one pair per micro-batch is enough

@@ -45,9 +45,13 @@ def test_checkpoint_then_resume_continues_from_saved_step(ray_local, tiny_bert, 
 
 
 def test_two_workers_agree_and_report_once_per_epoch(ray_local, tiny_bert, tmp_path):
-    result = fit(config(tiny_bert, epochs=1), tmp_path, "ddp", workers=2)
+    # batch 7 over 2 workers: an uneven split (4 + 3 pairs)
+    result = fit(config(tiny_bert, epochs=1, batch_size=7), tmp_path, "ddp", workers=2)
     assert result.error is None and result.metrics["epoch"] == 1
     assert 0.0 <= result.metrics["ndcg_at_10"] <= 1.0
+    with result.checkpoint.as_directory() as directory:
+        streams = load_state(directory)["rng_states"]
+    assert len(streams) == 2 and not streams[0]["cpu"].equal(streams[1]["cpu"])  # one dropout stream per rank
 
 
 def test_prefetching_steps_changes_nothing_but_timing(ray_local, tiny_bert, tmp_path):

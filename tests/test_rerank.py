@@ -21,8 +21,9 @@ def checkpoint(tiny_bert, tmp_path_factory):
     tokenizer, model = load_reranker(tiny_bert)
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint_000001", model, tokenizer, optimizer,
-                           scheduler, step=3, epoch=0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint_000001", model, tokenizer,
+                           {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": 3,
+                            "epoch": 0})
 
 
 def test_rerank_cli_writes_full_run_and_prints_metrics(dl20, checkpoint, tmp_path):

@@ -1,8 +1,8 @@
 """Epoch checkpoints: `model/` (save_pretrained: safetensors + tokenizer) and `state.pt`.
 
 `model/` loads as it is with transformers or sentence-transformers' CrossEncoder. `state.pt`
-holds the optimiser, scheduler, step, epoch, torch RNG state and the epoch's reported metrics; it is read with
-weights_only=True so a checkpoint can never run code.
+holds the optimiser, scheduler, step, epoch, every rank's RNG states (CPU and CUDA) and the epoch's
+reported metrics; it is read with weights_only=True so a checkpoint can never run code.
 """
 from __future__ import annotations
 
@@ -18,19 +18,17 @@ TEST_PER_QUERY = "test_per_query.json"  # seed reruns only: the final epoch's pe
 MODEL_DIR = "model"
 
 
-def save_checkpoint(directory, model, tokenizer, optimizer, scheduler, step: int, epoch: int,
-                    metrics: dict | None = None) -> Path:
-    """Write a complete checkpoint into `directory`, via a temporary sibling renamed at the end,
-    so a crash mid-write never leaves a directory that looks complete."""
+def save_checkpoint(directory, model, tokenizer, state: dict) -> Path:
+    """Write a complete checkpoint into `directory`: the model and `state` (optimizer, scheduler,
+    step, epoch, rng_states, metrics), via a temporary sibling renamed at the end, so a crash
+    mid-write never leaves a directory that looks complete."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp / MODEL_DIR, safe_serialization=True)
     tokenizer.save_pretrained(tmp / MODEL_DIR)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "step": step, "epoch": epoch, "torch_rng": torch.get_rng_state(), "metrics": metrics or {}},
-               tmp / STATE_FILE)
+    torch.save(state, tmp / STATE_FILE)
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
     return directory

@@ -262,17 +262,36 @@ def worker_batches(num_pairs: int, epoch: int, seed: int, batch_size: int, grad_
                    rank: int, world_size: int, lengths=None) -> list[list[list[int]]]:
     """For each optimiser step: this worker's micro-batches (lists of pair indices).
 
-    The global batch (batch_size pairs) is split evenly over world_size × grad_accum micro-batches.
-    The last incomplete global batch is dropped so every rank runs the same number of steps.
+    The global batch (batch_size pairs) is split as evenly as possible over world_size workers and
+    each worker's share over grad_accum micro-batches (64 over 3 workers: 22 + 21 + 21); sizes
+    differ, so each micro-batch's loss is weighted by micro_loss_weight. The last incomplete global
+    batch is dropped so every rank runs the same number of steps.
     """
+    check_batch_split(batch_size, world_size, grad_accum)
     order = epoch_order(num_pairs, epoch, seed, lengths, batch_size)
-    micro = micro_batch_size(batch_size, world_size, grad_accum)
+    shares = split_sizes(batch_size, world_size)
+    begin, size = sum(shares[:rank]), shares[rank]
+    micro_sizes = split_sizes(size, grad_accum)
     steps = []
     for start in range(0, steps_per_epoch(num_pairs, batch_size) * batch_size, batch_size):
-        batch = order[start:start + batch_size]
-        mine = batch[rank * micro * grad_accum:(rank + 1) * micro * grad_accum]
-        steps.append([mine[i:i + micro] for i in range(0, len(mine), micro)])
+        mine, micro = order[start + begin:start + begin + size], []
+        for length in micro_sizes:
+            micro.append(mine[:length])
+            mine = mine[length:]
+        steps.append(micro)
     return steps
+
+
+def split_sizes(total: int, parts: int) -> list[int]:
+    """`total` items over `parts` as evenly as possible; the first total % parts get one more."""
+    base, extra = divmod(total, parts)
+    return [base + (index < extra) for index in range(parts)]
+
+
+def micro_loss_weight(micro_size: int, batch_size: int, world_size: int) -> float:
+    """The factor on a micro-batch's mean loss that makes DDP's gradient average over world_size
+    ranks equal the gradient of the whole global batch's mean loss, however unevenly it is split."""
+    return micro_size * world_size / batch_size
 
 
 def steps_per_epoch(num_pairs: int, batch_size: int) -> int:
@@ -281,8 +300,8 @@ def steps_per_epoch(num_pairs: int, batch_size: int) -> int:
     return num_pairs // batch_size
 
 
-def micro_batch_size(batch_size: int, world_size: int, grad_accum: int) -> int:
-    if batch_size % (world_size * grad_accum):
-        raise UsageError(f"batch_size={batch_size} does not split evenly over {world_size} workers "
-                         f"× grad_accum={grad_accum}")
-    return batch_size // (world_size * grad_accum)
+def check_batch_split(batch_size: int, world_size: int, grad_accum: int) -> None:
+    """Every micro-batch needs at least one pair: the only global batch that cannot be split."""
+    if batch_size < world_size * grad_accum:
+        raise UsageError(f"batch_size={batch_size} is smaller than {world_size} worker(s) × grad_accum={grad_accum}: "
+                         f"every micro-batch needs at least one pair")

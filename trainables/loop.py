@@ -15,10 +15,10 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from cluster.cpu_priority import yield_to_this_trial
 from trainables.checkpoint import MODEL_DIR, TEST_PER_QUERY, load_state, save_checkpoint
+from trainables.rng import gather_rng_states, restore_rng, seed_rank
 from trainables.config import TrainConfig
 from trainables.data import (Pair, RetrievalData, split_queries, steps_per_epoch, three_way_split,
                               training_pairs, worker_batches)
@@ -29,6 +29,7 @@ from trainables.optim import build_optimizer, build_scheduler
 from trainables.precision import autocast_dtype as choose_autocast
 from trainables.prefetch import ahead
 from trainables.scoring import evaluate_dev, evaluate_test
+from trainables.step import StepSettings, train_step
 from trainables.throughput import EpochMeter
 from trainables.triples import find_triples, read_triples, triple_pairs
 
@@ -63,12 +64,15 @@ def train_loop_per_worker(config: dict) -> None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, first_epoch = state["step"], state["epoch"] + 1
-        torch.set_rng_state(state["torch_rng"])
     meter = EpochMeter(model, device, world_size)
     model = ray.train.torch.prepare_model(model)  # DDP when world_size > 1: gradients are averaged
+    # After DDP's weight broadcast: each rank its own dropout stream, restored exactly on resume.
+    if not (state and restore_rng(state, rank, world_size, device)):
+        seed_rank(cfg.seed + step, rank)
     if cfg.compile:
         model = torch.compile(model, dynamic=True)  # dynamic: padded lengths vary from batch to batch
     autocast_dtype = choose_autocast(cfg.bf16, device)  # bf16 on GPUs and on CPUs with native bf16
+    settings = StepSettings(cfg.batch_size, world_size, cfg.grad_clip, autocast_dtype)
     lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
     prefetch_depth = cfg.prefetch_steps if cfg.prefetch_steps is not None else (2 if device.type == "cuda" else 0)
 
@@ -82,21 +86,9 @@ def train_loop_per_worker(config: dict) -> None:
         batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size,
                                  lengths)
         for micro_batches in ahead(batches, encode_step, prefetch_depth):
-            for index, (inputs, labels) in enumerate(micro_batches):
+            for inputs, _ in micro_batches:
                 meter.count(inputs["attention_mask"])
-                last = index == len(micro_batches) - 1
-                # DDP all-reduces gradients on the last micro-batch of a step only.
-                with nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
-                    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                        logits = model(**inputs).logits.view(-1).float()
-                    loss = F.binary_cross_entropy_with_logits(logits, labels) / len(micro_batches)
-                    loss.backward()
-                loss_sum += loss.detach()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss_sum += train_step(model, micro_batches, optimizer, scheduler, settings)
             step += 1
         train_seconds = meter.train_seconds()
 
@@ -113,11 +105,13 @@ def train_loop_per_worker(config: dict) -> None:
             test_per_query = evaluate_test(unwrap(model), tokenizer, data, cfg, device, autocast_dtype, rank,
                                            world_size, metrics["first_stage_weight"])
             metrics.update({f"test_{k}": v for k, v in mean_metrics(test_per_query).items()})
+        rng_states = gather_rng_states(device, world_size)  # every rank calls it: a collective
         with tempfile.TemporaryDirectory() as tmp:
             saved = None
             if rank == 0:  # one writer; the other ranks report the same metrics without a checkpoint
-                directory = save_checkpoint(Path(tmp) / "checkpoint", unwrap(model), tokenizer, optimizer, scheduler,
-                                            step, epoch, metrics)
+                directory = save_checkpoint(Path(tmp) / "checkpoint", unwrap(model), tokenizer, {
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                    "epoch": epoch, "rng_states": rng_states, "metrics": metrics})
                 if test_per_query is not None:  # per-query scores travel in the checkpoint, not the metrics
                     (directory / TEST_PER_QUERY).write_text(json.dumps(test_per_query))
                 saved = ray.train.Checkpoint.from_directory(directory)
