@@ -142,6 +142,13 @@ def start_ray(address, full_dashboard: bool = False):
     return ray.cluster_resources()
 
 
+def largest_gpu_node() -> float | None:
+    """The most GPUs any live node has (None without GPU nodes)."""
+    import ray
+    counts = [node["Resources"].get("GPU", 0) for node in ray.nodes() if node.get("Alive")]
+    return max(counts) if any(counts) else None
+
+
 def cpus_per_gpu() -> float | None:
     """The fewest CPUs any live GPU node has per GPU (None without GPU nodes)."""
     import ray

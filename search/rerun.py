@@ -88,8 +88,9 @@ def main(argv=None) -> list[dict]:
     from analysis.runs import load_experiment
     from search import resources as resource_plan
     from search import tracking
-    from search.ray_session import add_ray_arguments, cpus_per_gpu, start_ray
+    from search.ray_session import add_ray_arguments, cpus_per_gpu, largest_gpu_node, start_ray
     from trainables.config import TrainConfig
+    from trainables.data import check_batch_split
 
     parser = argparse.ArgumentParser(prog="python -m search.rerun", description=__doc__.split("\n")[0])
     parser.add_argument("--experiment", required=True, help="MLflow experiment of the search(es)")
@@ -126,7 +127,11 @@ def main(argv=None) -> list[dict]:
     try:
         cluster = start_ray(args.address, args.full_ray_dashboard)
         resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
-                                       args.workers_per_trial, 1, cpus_per_gpu())
+                                       args.workers_per_trial, 1, cpus_per_gpu(), largest_gpu_node())
+        if resources.note:
+            print(f"note: {resources.note}", file=sys.stderr)
+        for *_, config in plans:  # every rerun's batch must split over this plan's workers, before any trains
+            check_batch_split(config["batch_size"], resources.num_workers, config["grad_accum"])
         for search, trial, space, seed, config in plans:
             TrainConfig.from_dict({**config, "num_threads": resources.cpus_per_worker})
             metrics = train_and_test({**config, "num_threads": resources.cpus_per_worker}, resources,

@@ -15,6 +15,7 @@ class TrialResources:
     use_gpu: bool
     cpus_per_worker: int
     concurrency: int
+    note: str = ""  # why the plan differs from the default one, for the user to read
 
     def worker_resources(self) -> dict:
         return {"GPU": 1, "CPU": self.cpus_per_worker} if self.use_gpu else {"CPU": self.cpus_per_worker}
@@ -22,12 +23,13 @@ class TrialResources:
 
 def plan(cluster_cpus: float, cluster_gpus: float, gpus_per_trial: Optional[int],
          workers_per_trial: Optional[int], max_concurrent: Optional[int],
-         cpus_per_gpu: Optional[float] = None) -> TrialResources:
+         cpus_per_gpu: Optional[float] = None, max_node_gpus: Optional[float] = None) -> TrialResources:
     """GPU mode: one worker per GPU, concurrency = floor(GPUs / GPUs per trial).
     CPU mode (gpus_per_trial=0, explicit or because the cluster has no GPU): the cores are shared
-    evenly by the workers of the trials running at once."""
+    evenly by the workers of the trials running at once. max_node_gpus: the most GPUs one node has."""
+    note = ""
     if gpus_per_trial is None:
-        gpus_per_trial = DEFAULT_GPUS_PER_TRIAL if cluster_gpus >= 1 else 0
+        gpus_per_trial, note = default_gpus_per_trial(cluster_gpus, max_node_gpus)
     if gpus_per_trial < 0:
         raise UsageError("--gpus-per-trial must be >= 0")
     if max_concurrent is not None and max_concurrent < 1:
@@ -45,11 +47,22 @@ def plan(cluster_cpus: float, cluster_gpus: float, gpus_per_trial: Optional[int]
         # GPU node has per GPU), so a head node's CPUs never inflate what a worker asks for.
         share = cpus_per_gpu if cpus_per_gpu is not None else cluster_cpus / (concurrency * gpus_per_trial)
         cpus = max(1, int(share))
-        return TrialResources(gpus_per_trial, True, cpus, concurrency)
-    workers = workers_per_trial or 1
+        return TrialResources(gpus_per_trial, True, cpus, concurrency, note)
+    workers = 1 if workers_per_trial is None else workers_per_trial
     if workers < 1:
         raise UsageError("--workers-per-trial must be >= 1")
     if workers > cluster_cpus:
         raise UsageError(f"--workers-per-trial {workers} but the cluster has {int(cluster_cpus)} CPU(s)")
     concurrency = min(max_concurrent or 1, int(cluster_cpus // workers))
     return TrialResources(workers, False, int(cluster_cpus // (workers * concurrency)), concurrency)
+
+
+def default_gpus_per_trial(cluster_gpus: float, max_node_gpus: Optional[float]) -> tuple[int, str]:
+    """(GPUs per trial, note): the paper's 3, or all of the largest node's GPUs when it has fewer."""
+    if cluster_gpus < 1:
+        return 0, ""
+    largest = int(cluster_gpus if max_node_gpus is None else max_node_gpus)
+    if largest >= DEFAULT_GPUS_PER_TRIAL:
+        return DEFAULT_GPUS_PER_TRIAL, ""
+    return largest, (f"the largest GPU node has {largest} GPU(s), so each trial trains on {largest} "
+                     f"(pass --gpus-per-trial {DEFAULT_GPUS_PER_TRIAL} for the paper's setting)")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from search import record as search_record
-from search.ray_session import add_ray_arguments, cpus_per_gpu, start_ray
+from search.ray_session import add_ray_arguments, cpus_per_gpu, largest_gpu_node, start_ray
 from search.embedded_data import DEFAULT_DIR as EMBEDDED_DIR
 from trainables.errors import UsageError, exit_on_usage_error
 
@@ -174,6 +174,15 @@ def first_stage_dev_metrics(base: dict) -> dict:
     return score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
 
 
+def check_batch_split(base: dict, workers: int | None) -> None:
+    """A global batch that cannot give every worker's micro-batches a pair fails before any trial."""
+    from trainables.config import TrainConfig
+    from trainables.data import check_batch_split as check
+    if workers:
+        cfg = TrainConfig.from_dict(base)
+        check(cfg.batch_size, workers, cfg.grad_accum)
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -285,6 +294,7 @@ def main(argv=None) -> dict:
     run_file = ensure_first_stage(data_dir, storage)
     base = apply_overrides(trial_base(space, args, "(model)", data_dir, run_file, preset), args.set)
     first_stage = first_stage_dev_metrics(base)
+    check_batch_split(base, args.gpus_per_trial or args.workers_per_trial)
     uri = args.mlflow_uri or tracking.default_uri(storage)
     if args.mlflow_uri:
         tracking.check_reachable(uri)
@@ -293,7 +303,11 @@ def main(argv=None) -> dict:
     try:
         cluster = start_ray(args.address, args.full_ray_dashboard)
         resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
-                                       args.workers_per_trial, args.max_concurrent, cpus_per_gpu())
+                                       args.workers_per_trial, args.max_concurrent, cpus_per_gpu(),
+                                       largest_gpu_node())
+        check_batch_split(base, resources.num_workers)  # the default plan is known only now
+        if resources.note:
+            print(f"note: {resources.note}", file=sys.stderr)
         client, experiment_id = tracking.connect(uri, experiment, storage)
         if previous and not args.resume:  # a crashed search that will not be resumed: close its runs
             for entry in previous["studies"].values():

@@ -66,6 +66,9 @@ CASES = {
     "corrupt search record": ("search.run", lambda d, t: (
         (t / "r" / "searches").mkdir(parents=True), (t / "r" / "searches" / "broken.json").write_text("{oops"),
         ["--space", "minilm", "--resume", "--storage", str(t / "r"), "--experiment", "broken"])[2], "broken.json"),
+    "batch smaller than its micro-batches": ("search.run", lambda d, t: [
+        "--space", "minilm", "--smoke-test", "--storage", str(t / "r"), "--workers-per-trial", "2", "--set",
+        "batch_size=3", "--set", "grad_accum=2"], "batch_size=3 is smaller than 2 worker(s) × grad_accum=2"),
     "GPUs requested, none present": ("search.run", lambda d, t: ["--space", "minilm", "--smoke-test", "--storage",
                                                                  str(t / "r"), "--gpus-per-trial", "3"], "0 GPU"),
     "bm25 malformed collection": ("search.bm25", lambda d, t: (

@@ -31,3 +31,17 @@ def test_worker_cpus_come_from_gpu_nodes_not_the_head():
     resources = plan(cluster_cpus=112, cluster_gpus=8, gpus_per_trial=3, workers_per_trial=None,
                      max_concurrent=None, cpus_per_gpu=12.0)
     assert (resources.cpus_per_worker, resources.concurrency) == (12, 2)
+
+
+@pytest.mark.parametrize("node_gpus,cluster_gpus,expected", [(8, 8, 3), (2, 4, 2), (1, 1, 1), (1, 3, 1)])
+def test_default_trial_fits_the_largest_gpu_node(node_gpus, cluster_gpus, expected):
+    resources = plan(64, cluster_gpus, None, None, None, max_node_gpus=node_gpus)
+    assert resources.num_workers == expected and resources.use_gpu
+    assert ("--gpus-per-trial 3" in resources.note) is (expected < 3)
+    if cluster_gpus >= 3:  # the paper's 3 per trial stays available, spanning nodes
+        assert plan(64, cluster_gpus, 3, None, None, max_node_gpus=node_gpus).num_workers == 3
+
+
+def test_zero_workers_is_refused():
+    with pytest.raises(UsageError, match="workers-per-trial must be >= 1"):
+        plan(2, 0, 0, 0, None)
