@@ -329,6 +329,19 @@ def test_every_volume_claim_names_a_storage_class_marked_change():
 
 def test_readmes_apply_named_manifests_only():
     for path in (ROOT / "README.md", CLUSTER / "README.md"):
-        for target in re.findall(r"kubectl (?:apply|delete) -f (\S+)", path.read_text()):
-            target = target.strip("`")
+        # a directory would start both the RayCluster and the RayJob's cluster
+        text = re.sub(r"\\?\n\s*", " ", path.read_text())
+        targets = re.findall(r"-f ([\w./-]+)", " ".join(re.findall(r"kubectl (?:apply|delete)((?: -f [^\s`,]+)+)", text)))
+        assert targets, path
+        for target in targets:
             assert target.endswith(".yaml") and (ROOT / target).is_file(), (path, target)
+
+
+def test_mlflow_script_asks_for_the_postgres_extra_without_psycopg2(tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("psycopg2"):
+        pytest.skip("psycopg2 is installed here")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_BACKEND_STORE_URI": "postgresql://mlflow@db/mlflow"}
+    result = run_script("--dir", str(tmp_path), "--backend", "postgresql", env=env)
+    assert result.returncode == 1 and "[postgres]" in result.stderr.splitlines()[-1]

@@ -156,3 +156,21 @@ def test_python_310_is_refused_by_the_pins(pypi):
     # Ubuntu 22.04's python3: pyserini 1.6.0 was never released for it
     problems = sdist_problems("3.10")
     assert len(problems) == 1 and problems[0].startswith("pyserini==1.6.0 has no release for Python 3.10"), problems
+
+
+def test_make_stops_with_one_line_on_a_python_below_the_floor(tmp_path):
+    import shutil
+    if not shutil.which("make"):
+        pytest.skip("no make")
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    old = tmp_path / "python3.10"   # a python3 that reports itself as 3.10
+    old.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; sys.version_info = (3, 10, 14, \"final\", 0); "
+                   "exec(sys.argv[1])' \"$2\"\n")
+    old.chmod(0o755)
+    result = subprocess.run(["make", "install", f"PYTHON={old}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    floor = PYPROJECT["requires-python"].removeprefix(">=")
+    assert result.returncode != 0 and not (tmp_path / ".venv").exists()
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"is Python 3.10; rerank-search needs {floor} or newer" in result.stderr
