@@ -8,11 +8,16 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 SPACE ?= minilm
 ARGS ?=
+# The floor is pyproject's requires-python: an older $(PYTHON) stops before any venv is made.
+FLOOR = $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
+FOUND = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+TOO_OLD = $(shell $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] >= tuple(map(int, "$(FLOOR)".split("."))))' 2>/dev/null && echo yes)
 
 .PHONY: install run test
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
+	$(if $(TOO_OLD),$(error $(PYTHON) is Python $(FOUND); rerank-search needs $(FLOOR) or newer: make PYTHON=python$(FLOOR)))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)

@@ -104,6 +104,12 @@ esac
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 command -v mlflow >/dev/null || { echo "mlflow_server.sh: no mlflow on PATH (activate the project's venv)" >&2; exit 1; }
+# mlflow would start and then fail on its first request without the PostgreSQL driver.
+py="$(dirname "$(command -v mlflow)")/python"
+if [[ "$MLFLOW_BACKEND_STORE_URI" == postgres* && -x "$py" ]] && ! "$py" -c "import psycopg2" 2>/dev/null; then
+    echo "mlflow_server.sh: the PostgreSQL backend needs psycopg2: pip install -c constraints.txt -e '.[postgres]'" >&2
+    exit 1
+fi
 echo "MLflow on http://${host}:${port}: backend ${shown}, artifacts ${MLFLOW_ARTIFACTS_DESTINATION}" >&2
 # exec: the server takes this process's place, so signals to it (or its group) reach MLflow.
 exec mlflow server --host "$host" --port "$port" --workers "$workers" --serve-artifacts ${extra[@]+"${extra[@]}"}

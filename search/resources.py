@@ -1,12 +1,14 @@
 """Resource math: how many workers a trial gets, what each holds, how many trials run at once."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from trainables.errors import UsageError
 
 DEFAULT_GPUS_PER_TRIAL = 3
+DEFAULT_EXPECT_GPUS_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,29 @@ def default_gpus_per_trial(cluster_gpus: float, max_node_gpus: Optional[float]) 
         return DEFAULT_GPUS_PER_TRIAL, ""
     return largest, (f"the largest GPU node has {largest} GPU(s), so each trial trains on {largest} "
                      f"(pass --gpus-per-trial {DEFAULT_GPUS_PER_TRIAL} for the paper's setting)")
+
+
+def add_expect_gpus_arguments(parser) -> None:
+    parser.add_argument("--expect-gpus", type=int, default=None, metavar="N",
+                        help="wait until the cluster has N GPUs before planning (the plan is made once)")
+    parser.add_argument("--expect-gpus-timeout", type=float, default=DEFAULT_EXPECT_GPUS_TIMEOUT, metavar="S",
+                        help=f"give up after S seconds (default {DEFAULT_EXPECT_GPUS_TIMEOUT:.0f})")
+
+
+def wait_for_gpus(cluster_resources: Callable[[], dict], expected: Optional[int], timeout: float,
+                  poll: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> dict:
+    """The cluster's resources once at least `expected` GPUs have joined (at once without `expected`);
+    nodes still starting would otherwise be planned as missing for the whole search."""
+    if expected is not None and expected < 1:
+        raise UsageError("--expect-gpus must be >= 1")
+    deadline = clock() + timeout
+    while True:
+        resources = cluster_resources()
+        gpus = resources.get("GPU", 0)
+        if expected is None or gpus >= expected:
+            return resources
+        if clock() >= deadline:
+            raise UsageError(f"--expect-gpus {expected}: the cluster has {int(gpus)} GPU(s) after {timeout:.0f} s; "
+                             f"check that every GPU node has joined (ray status)")
+        sleep(min(poll, max(0.0, deadline - clock())))

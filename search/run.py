@@ -17,6 +17,7 @@ from pathlib import Path
 
 from search import record as search_record
 from search.ray_session import add_ray_arguments, cpus_per_gpu, largest_gpu_node, start_ray
+from search.resources import add_expect_gpus_arguments as resource_arguments
 from search.embedded_data import DEFAULT_DIR as EMBEDDED_DIR
 from trainables.errors import UsageError, exit_on_usage_error
 
@@ -54,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gpus-per-trial", type=int, default=None,
                         help="GPUs per trial, one worker each (default 3 if the cluster has GPUs, else 0)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="upper bound on trials at once")
+    resource_arguments(parser)
     parser.add_argument("--dev-fraction", type=float, default=0.2, help="share of judged queries held out for dev")
     parser.add_argument("--folds", type=int, default=None,
                         help="query-level k-fold: hold out one fold as test queries (default 5 with "
@@ -302,6 +304,7 @@ def main(argv=None) -> dict:
     base["model"] = model = resolve_model(space, args, storage)
     try:
         cluster = start_ray(args.address, args.full_ray_dashboard)
+        cluster = resource_plan.wait_for_gpus(ray.cluster_resources, args.expect_gpus, args.expect_gpus_timeout)
         resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
                                        args.workers_per_trial, args.max_concurrent, cpus_per_gpu(),
                                        largest_gpu_node())

@@ -71,6 +71,9 @@ CASES = {
         "batch_size=3", "--set", "grad_accum=2"], "batch_size=3 is smaller than 2 worker(s) × grad_accum=2"),
     "GPUs requested, none present": ("search.run", lambda d, t: ["--space", "minilm", "--smoke-test", "--storage",
                                                                  str(t / "r"), "--gpus-per-trial", "3"], "0 GPU"),
+    "expected GPUs never join": ("search.run", lambda d, t: ["--space", "minilm", "--smoke-test", "--storage", str(t / "r"),
+                                                             "--expect-gpus", "2", "--expect-gpus-timeout", "1"],
+                                 "--expect-gpus 2: the cluster has 0 GPU(s) after 1 s"),
     "bm25 malformed collection": ("search.bm25", lambda d, t: (
         edit(d / "collection.tsv", lambda s: s.replace("\n", "\nno tab here\n", 1)),
         ["--collection", str(d / "collection.tsv"), "--queries", str(d / "queries.tsv"), "--out", str(t / "o.trec")])[1],

@@ -83,8 +83,10 @@ def test_launcher_config_is_valid_and_fixed_size():
 ])
 def test_install_follows_the_makefile(text):
     # torch first and pinned, then the project under constraints.txt
-    assert "torch==" in text and '-c constraints.txt -e ".[bm25]"' in text
-    assert text.index("torch==") < text.index('-c constraints.txt -e ".[bm25]"')
+    # (postgres: psycopg2 for MLflow's PostgreSQL backend)
+    install = '-c constraints.txt -e ".[bm25,postgres]"'
+    assert "torch==" in text and install in text
+    assert text.index("torch==") < text.index(install)
 
 
 def test_runtime_env_is_accepted_by_ray():
@@ -239,3 +241,107 @@ def test_mlflow_script_serves_on_localhost(tmp_path):
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+def ray_pin() -> str:
+    return re.search(r"^ray==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M).group(1)
+
+
+def test_ray_version_is_set_in_constraints_only():
+    import importlib.metadata
+    pin = ray_pin()
+    assert importlib.metadata.version("ray") == pin            # what the tests ran against
+    for name in ("kuberay/raycluster.yaml", "kuberay/rayjob.yaml"):
+        spec = load(name)["spec"]
+        assert spec.get("rayClusterSpec", spec)["rayVersion"] == pin, name
+    texts = {p: p.read_text() for p in [ROOT / "README.md", CLUSTER / "README.md", CLUSTER / "Dockerfile",
+                                         CLUSTER / "cluster.yaml"]}
+    for path, text in texts.items():
+        # any Ray version written out must be the pin; installs take it from constraints.txt
+        written = re.findall(r"\bray(?:\[[\w,]+\])?==([\w.]+)", text)
+        assert set(written) <= {pin}, (path, written)
+    assert all("-c constraints.txt" in texts[CLUSTER / f] for f in ("Dockerfile", "cluster.yaml"))
+
+
+def kube_documents():
+    for path in sorted((CLUSTER / "kuberay").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["apiVersion"].startswith("ray.io/"):   # no schema ships for KubeRay's CRDs: check their pods
+                spec = doc["spec"].get("rayClusterSpec", doc["spec"])
+                groups = [spec["headGroupSpec"]] + spec["workerGroupSpecs"]
+                for i, group in enumerate(groups):
+                    yield f"{path.name}:{doc['kind']}:pod{i}", {"apiVersion": "v1", "kind": "Pod",
+                                                              "metadata": {"name": "p"}, **group["template"]}
+            else:
+                yield f"{path.name}:{doc['kind']}:{doc['metadata']['name']}", doc
+
+
+@pytest.mark.parametrize("name, doc", list(kube_documents()), ids=lambda v: v if isinstance(v, str) else "")
+def test_manifests_match_kubernetes_schemas(name, doc):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")   # the test extra; schemas ship in it
+    kubernetes_validate.validate(doc, "1.33", strict=True)
+
+
+def test_networkpolicy_admits_only_ray_pods_submitter_and_operator():
+    policies = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all((CLUSTER / "kuberay/networkpolicy.yaml").read_text())}
+    ray, mlflow = policies["rerank-ray"], policies["mlflow"]
+    job = load("kuberay/rayjob.yaml")
+    ray_pods = ray["podSelector"]["matchLabels"]
+    # every Ray pod of both manifests carries the selected labels (KubeRay adds ray.io/is-ray-node)
+    for spec in (load("kuberay/raycluster.yaml")["spec"], job["spec"]["rayClusterSpec"]):
+        for group in [spec["headGroupSpec"]] + spec["workerGroupSpecs"]:
+            labels = {**group["template"]["metadata"]["labels"], "ray.io/is-ray-node": "yes"}
+            assert ray_pods.items() <= labels.items()
+    among, api = ray["ingress"]
+    assert among == {"from": [{"podSelector": {"matchLabels": ray_pods}}]}        # Ray pods, every port
+    assert api["ports"] == [{"protocol": "TCP", "port": 8265}]                    # others: the job API only
+    submitter, operator = (peer["podSelector"]["matchLabels"] for peer in api["from"])
+    assert submitter == {"ray.io/originated-from-crd": "RayJob", "ray.io/originated-from-cr-name": job["metadata"]["name"]}
+    assert "namespaceSelector" in api["from"][1] and operator == {"app.kubernetes.io/component": "kuberay-operator"}
+    deployment = next(d for d in yaml.safe_load_all((CLUSTER / "kuberay/mlflow.yaml").read_text()) if d["kind"] == "Deployment")
+    assert mlflow["podSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert mlflow["ingress"] == [{"from": [{"podSelector": {"matchLabels": ray_pods}}],
+                                  "ports": [{"protocol": "TCP", "port": port}]}]
+    assert all(p["policyTypes"] == ["Ingress"] for p in policies.values())
+
+
+def test_rayjob_frees_its_gpus_soon_and_says_how_to_resume():
+    text = (CLUSTER / "kuberay/rayjob.yaml").read_text()
+    job = load("kuberay/rayjob.yaml")["spec"]
+    assert job["ttlSecondsAfterFinished"] <= 600
+    # KubeRay never reruns a finished RayJob: delete, then apply with --resume
+    assert text.index("kubectl delete rayjob") < text.index("--resume") < text.index("apiVersion")
+    gpus = sum(g["replicas"] * int(g["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+               for g in job["rayClusterSpec"]["workerGroupSpecs"])
+    args = entry_args(shlex.split(job["entrypoint"]))
+    assert args[args.index("--expect-gpus") + 1] == str(gpus)
+
+
+def test_every_volume_claim_names_a_storage_class_marked_change():
+    for path in (CLUSTER / "kuberay").glob("*.yaml"):
+        text = path.read_text()
+        claims = [d for d in yaml.safe_load_all(text) if d["kind"] == "PersistentVolumeClaim"]
+        assert all(c["spec"].get("storageClassName") for c in claims), path
+        lines = [line for line in text.splitlines() if "storageClassName:" in line]
+        assert len(lines) == len(claims) and all("CHANGE" in line for line in lines), path
+
+
+def test_readmes_apply_named_manifests_only():
+    for path in (ROOT / "README.md", CLUSTER / "README.md"):
+        # a directory would start both the RayCluster and the RayJob's cluster
+        text = re.sub(r"\\?\n\s*", " ", path.read_text())
+        targets = re.findall(r"-f ([\w./-]+)", " ".join(re.findall(r"kubectl (?:apply|delete)((?: -f [^\s`,]+)+)", text)))
+        assert targets, path
+        for target in targets:
+            assert target.endswith(".yaml") and (ROOT / target).is_file(), (path, target)
+
+
+def test_mlflow_script_asks_for_the_postgres_extra_without_psycopg2(tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("psycopg2"):
+        pytest.skip("psycopg2 is installed here")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_BACKEND_STORE_URI": "postgresql://mlflow@db/mlflow"}
+    result = run_script("--dir", str(tmp_path), "--backend", "postgresql", env=env)
+    assert result.returncode == 1 and "[postgres]" in result.stderr.splitlines()[-1]

@@ -1,6 +1,6 @@
 import pytest
 
-from search.resources import plan
+from search.resources import plan, wait_for_gpus
 from trainables.errors import UsageError
 
 
@@ -45,3 +45,53 @@ def test_default_trial_fits_the_largest_gpu_node(node_gpus, cluster_gpus, expect
 def test_zero_workers_is_refused():
     with pytest.raises(UsageError, match="workers-per-trial must be >= 1"):
         plan(2, 0, 0, 0, None)
+
+
+class FakeClock:
+    """Time that passes only when the waiting code sleeps."""
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def joining(*gpu_counts):
+    """A cluster whose GPU count goes through gpu_counts, one per look, then stays at the last."""
+    looks = list(gpu_counts)
+    return lambda: {"CPU": 48.0, "GPU": float(looks.pop(0) if len(looks) > 1 else looks[0])}
+
+
+def test_wait_for_gpus_returns_once_the_expected_gpus_joined():
+    clock = FakeClock()
+    resources = wait_for_gpus(joining(0, 3, 6), 6, timeout=60, poll=5, clock=clock, sleep=clock.sleep)
+    assert resources["GPU"] == 6 and clock.now == 10
+
+
+def test_wait_for_gpus_without_expectation_looks_once():
+    clock = FakeClock()
+    assert wait_for_gpus(joining(0, 6), None, timeout=60, clock=clock, sleep=clock.sleep)["GPU"] == 0
+    assert clock.now == 0
+
+
+def test_wait_for_gpus_gives_up_with_one_line_after_the_timeout():
+    clock = FakeClock()
+    with pytest.raises(UsageError) as err:
+        wait_for_gpus(joining(0, 3), 6, timeout=12, poll=5, clock=clock, sleep=clock.sleep)
+    assert clock.now == 12 and "\n" not in str(err.value)
+    assert str(err.value).startswith("--expect-gpus 6: the cluster has 3 GPU(s) after 12 s")
+
+
+def test_wait_for_gpus_refuses_a_count_below_one():
+    with pytest.raises(UsageError):
+        wait_for_gpus(joining(0), 0, timeout=1)
+
+
+def test_expect_gpus_is_a_search_run_flag():
+    from search.run import parse_args
+    args = parse_args(["--space", "minilm", "--expect-gpus", "6", "--expect-gpus-timeout", "30"])
+    assert (args.expect_gpus, args.expect_gpus_timeout) == (6, 30.0)
+    assert parse_args(["--space", "minilm"]).expect_gpus is None
