@@ -2,9 +2,11 @@
 
     python -m search.rerun --experiment rerank-minilm --seeds 3 [--space minilm] [--mlflow-uri URI]
 
-For every space in the experiment, every test fold its searches held out and every optimizer, the
-best trial is the one with the highest final-epoch dev nDCG@10 among trials that ran every epoch
-(as the search picks it). Its exact
+For every space in the experiment, every test fold its searches held out (named by data, folds,
+split seed and test fold) and every optimizer, the best trial is the one with the highest
+final-epoch dev nDCG@10 among trials that ran every epoch (as the search picks it), over the
+FINISHED searches only: a KILLED search may change its best when resumed. A joint study (both
+optimizers in one TPE study) is refused. Its exact
 configuration is trained again with seeds 0..K-1 (the seed drives the new head's initialisation,
 hard-negative sampling and batch order; the query split stays the search's), and each final
 checkpoint reranks the test fold's first-stage candidates. Every rerun is an MLflow child run of
@@ -25,23 +27,31 @@ from trainables.errors import UsageError, exit_on_usage_error
 PER_QUERY_ARTIFACT = "per_query.json"
 
 
-def best_configs(experiment, spaces) -> list[tuple[object, object, str]]:
-    """(search, trial, space) of the best final-epoch trial of each space × test fold × optimizer:
-    searches of one experiment on different test folds (cross-validation) are kept apart."""
-    from analysis.summary import Backbone, backbones, best_final_trial
+def best_configs(experiment, spaces, allow_joint: bool = False) -> list[tuple[object, object, str]]:
+    """(search, trial, space) of the current best trial of each space × test fold × optimizer, the
+    fold named by (data, folds, split seed, test fold), among FINISHED searches that kept a test
+    fold (analysis/evidence.py). Joint studies are refused unless allow_joint."""
+    from analysis.evidence import current_best, fold_key, is_joint
+    from analysis.summary import backbones
     chosen = []
     for backbone in backbones(experiment):
         if spaces and backbone.space not in spaces:
             continue
-        folds = sorted({s.params.get("test_fold", "0") for s in backbone.searches})
-        for fold in folds:
-            group = Backbone(backbone.space, [s for s in backbone.searches if s.params.get("test_fold", "0") == fold])
-            for optimizer in group.optimizers():
-                best = best_final_trial([t for t in group.trials if t.optimizer == optimizer], group.max_epochs)
-                if best is not None:
-                    chosen.append((next(s for s in group.searches if best in s.trials), best, backbone.space))
+        for search in backbone.searches:
+            why = ("it kept no test fold (run it with --folds K; --compare-optimizers sets 5)" if fold_key(search) is None
+                   else f"it is {search.status}, so its best may still change (resume it)"
+                   if search.status != "FINISHED" else None)
+            if why:
+                print(f"skipping search {search.run_id[:8]} of space {backbone.space!r}: {why}", file=sys.stderr)
+        for choice in current_best(backbone.searches):
+            if is_joint(choice.search) and not allow_joint:
+                raise UsageError(f"search {choice.search.run_id} of space {backbone.space!r} is a joint study (both "
+                                 "optimizers in one TPE study): its configurations are no fair evidence for the "
+                                 "comparison; search with --compare-optimizers, or pass --allow-joint-study")
+            chosen.append((choice.search, choice.trial, backbone.space))
     if not chosen:
-        raise UsageError(f"experiment {experiment.name!r} has no finished trials to rerun")
+        raise UsageError(f"experiment {experiment.name!r} has no finished trials of a FINISHED search with test "
+                         "folds to rerun")
     return chosen
 
 
@@ -96,6 +106,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per optimizer (default 3)")
     parser.add_argument("--space", action="append", default=[], help="only these spaces (default: all)")
     parser.add_argument("--storage", type=Path, default=Path("runs"), help="where the search kept its state")
+    parser.add_argument("--allow-joint-study", action="store_true",
+                        help="rerun a joint study's best too (the report then decides nothing on it)")
     parser.add_argument("--mlflow-uri", default=None, help="tracking URI (default: sqlite in --storage)")
     add_ray_arguments(parser)
     parser.add_argument("--gpus-per-trial", type=int, default=None)
@@ -107,11 +119,8 @@ def main(argv=None) -> list[dict]:
     uri = args.mlflow_uri or tracking.default_uri(storage)
     experiment = load_experiment(uri, args.experiment)
     plans = []
-    for search, trial, space in best_configs(experiment, set(args.space)):
+    for search, trial, space in best_configs(experiment, set(args.space), args.allow_joint_study):
         config = TrainConfig.from_params(trial.params)
-        if config.folds < 2:
-            raise UsageError(f"search {search.run_id} of space {space!r} kept no test fold (folds=0): "
-                             f"run it with --folds K (--compare-optimizers sets 5)")
         done = {(r.source_trial, r.seed) for r in search.reruns if r.status == "FINISHED"}
         for seed in range(args.seeds):
             if (trial.trial_id, str(seed)) not in done:
