@@ -307,3 +307,19 @@ def test_gpu_plot_is_replaced_by_a_note_without_gpu_data(store, tmp_path):
     figure = plots.gpu_utilisation(minilm, tmp_path / "gpu.png")
     assert figure.path is None and "none: no CUDA device" in figure.note
     assert not (tmp_path / "gpu.png").exists()
+
+
+def test_one_seed_shows_no_spread_and_no_interval(tmp_path):
+    from tests.mlflow_store import Store
+    store = Store(tmp_path, EXPERIMENT)
+    for optimizer, shift in (("adamw", 0.0), ("lion", 0.02)):
+        parent = store.search(optimizer, space="modernbert")
+        store.trial(parent, f"{optimizer}0", optimizer, [0.5, 0.6])
+        store.rerun(parent, f"{optimizer}0", optimizer, 0,
+                    {q: {m: 0.5 + shift + i / 100 for m in ("ndcg_at_10", "map", "mrr_at_10")} for i, q in enumerate(QIDS)})
+    out = report.main(["--experiment", EXPERIMENT, "--mlflow-uri", store.uri, "--out", str(tmp_path / "r")])
+    text = (out / "report.md").read_text()
+    assert "| ModernBERT | Lion | 0.5750 ± n/a (1 seed) |" in text and "± 0.0000" not in text
+    assert "| ModernBERT | nDCG@10 | +0.0200 | n/a (1 seed) | n/a (1 seed) | n/a (1 seed) |" in text
+    assert "A single seed per optimizer cannot separate" in text
+    assert "MAP (ours: over the reranked top-k only)" in text and "## Method: which test decides, and why" in text
