@@ -1,4 +1,4 @@
-"""Re-train each optimizer's best configuration with K seeds and score it on the held-out test fold.
+"""Re-train each optimizer's best configuration with K new seeds and score it on the held-out test fold.
 
     python -m search.rerun --experiment rerank-minilm --seeds 3 [--space minilm] [--mlflow-uri URI]
 
@@ -6,10 +6,11 @@ For every space in the experiment, every test fold its searches held out (named 
 split seed and test fold) and every optimizer, the best trial is the one with the highest
 final-epoch dev nDCG@10 among trials that ran every epoch (as the search picks it), over the
 FINISHED searches only: a KILLED search may change its best when resumed. A joint study (both
-optimizers in one TPE study) is refused. Its exact
-configuration is trained again with seeds 0..K-1 (the seed drives the new head's initialisation,
-hard-negative sampling and batch order; the query split stays the search's), and each final
-checkpoint reranks the test fold's first-stage candidates. Every rerun is an MLflow child run of
+optimizers in one TPE study) is refused. The trial's own final checkpoint is scored on the test
+fold as its seed's rerun (training that seed again would repeat the trial), and its exact
+configuration is trained again with K new seeds, the first K other than the trial's (the seed
+drives the new head's initialisation, hard-negative sampling and batch order; the query split
+stays the search's); each final checkpoint reranks the test fold's first-stage candidates. Every rerun is an MLflow child run of
 the search that produced the configuration (tag role=rerun), with test_* metrics and the
 per-query scores (per_query.json) that analysis.report's paired tests need. Reruns already
 FINISHED for the same (trial, seed) are skipped, so a crashed rerun can simply be started again.
@@ -20,6 +21,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from trainables.errors import UsageError, exit_on_usage_error
@@ -55,6 +57,54 @@ def best_configs(experiment, spaces, allow_joint: bool = False) -> list[tuple[ob
     return chosen
 
 
+@dataclass
+class Plan:
+    """One seed of one chosen config: trained again, or (checkpoint set) the trial's own final
+    checkpoint scored on the test fold, since re-training the trial's own seed would repeat it."""
+    search: object
+    trial: object
+    space: str
+    seed: int
+    config: dict
+    checkpoint: str | None = None
+
+
+def own_checkpoint(trial) -> str | None:
+    from trainables.checkpoint import STATE_FILE
+    path = trial.tags.get("checkpoint_path")
+    return path if path and Path(path, STATE_FILE).is_file() else None
+
+
+def plan_reruns(chosen: list, seeds: int, train_dict) -> list[Plan]:
+    """Per chosen (search, trial, space): the trial's own seed scored from its checkpoint (when it
+    is still on disk) and `seeds` new seeds trained; (trial, seed) pairs already FINISHED are skipped.
+    train_dict turns a trial's params into its training config."""
+    plans = []
+    for search, trial, space in chosen:
+        config = train_dict(trial.params)
+        done = {(r.source_trial, r.seed) for r in search.reruns if r.status == "FINISHED"}
+        own, checkpoint = config["seed"], own_checkpoint(trial)
+        if checkpoint is None:
+            print(f"{space} {trial.optimizer}: trial {trial.trial_id}'s final checkpoint is gone; "
+                  f"its seed {own} is not reused", file=sys.stderr)
+        new = [s for s in range(seeds + 1) if s != own][:seeds]
+        for seed, path in [(own, checkpoint)] * (checkpoint is not None) + [(s, None) for s in new]:
+            if (trial.trial_id, str(seed)) not in done:
+                plans.append(Plan(search, trial, space, seed, {**config, "seed": seed, "evaluate_test": True}, path))
+    return plans
+
+
+def score_own_checkpoint(plan: Plan, resources) -> dict:
+    """The trial's final checkpoint on the test fold, as a Ray task with one trial worker's resources."""
+    import ray
+
+    from trainables.evaluate import mean_metrics
+    from trainables.scoring import score_checkpoint
+    task = ray.remote(num_cpus=resources.cpus_per_worker, num_gpus=1 if resources.use_gpu else 0)(score_checkpoint)
+    per_query = ray.get(task.remote(plan.checkpoint, {**plan.config, "num_threads": resources.cpus_per_worker}))
+    return {**{f"test_{k}": v for k, v in mean_metrics(per_query).items()}, "test_per_query": per_query}
+
+
 def train_and_test(config: dict, resources, storage: Path, name: str) -> dict:
     """One seed: a Ray Train fit of the config, returning its final report (with test_* scores)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -81,10 +131,12 @@ def train_and_test(config: dict, resources, storage: Path, name: str) -> dict:
     return {**result.metrics, "test_per_query": per_query, **({"energy_kj": energy} if energy is not None else {})}
 
 
-def log_rerun(client, experiment_id: str, search, trial, seed: int, config: dict, metrics: dict) -> str:
+def log_rerun(client, experiment_id: str, plan: Plan, metrics: dict) -> str:
+    search, trial, seed, config = plan.search, plan.trial, plan.seed, plan.config
     run = client.create_run(experiment_id, run_name=f"rerun-{trial.optimizer}-seed{seed}", tags={
         "mlflow.parentRunId": search.run_id, "role": "rerun", "optimizer": trial.optimizer, "seed": str(seed),
-        "source_trial": trial.trial_id, "gpu": str(metrics.get("gpu", ""))})
+        "source_trial": trial.trial_id, "gpu": str(metrics.get("gpu", "")),
+        **({"reused_checkpoint": plan.checkpoint} if plan.checkpoint else {})})
     run_id = run.info.run_id
     from mlflow.entities import Metric, Param
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in config.items()], metrics=[
@@ -108,7 +160,8 @@ def main(argv=None) -> list[dict]:
 
     parser = argparse.ArgumentParser(prog="python -m search.rerun", description=__doc__.split("\n")[0])
     parser.add_argument("--experiment", required=True, help="MLflow experiment of the search(es)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per optimizer (default 3)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="new seeds to train per config (default 3), beside the trial's own checkpoint")
     parser.add_argument("--space", action="append", default=[], help="only these spaces (default: all)")
     parser.add_argument("--storage", type=Path, default=Path("runs"), help="where the search kept its state")
     parser.add_argument("--allow-joint-study", action="store_true",
@@ -118,19 +171,15 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--gpus-per-trial", type=int, default=None)
     parser.add_argument("--workers-per-trial", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        raise UsageError("--seeds must be >= 1")
+    if args.seeds < 0:
+        raise UsageError("--seeds must be >= 0 (0: score the trials' own checkpoints only)")
     storage = args.storage.resolve()
     uri = args.mlflow_uri or tracking.default_uri(storage)
     experiment = load_experiment(uri, args.experiment)
-    plans = []
-    for search, trial, space in best_configs(experiment, set(args.space), args.allow_joint_study):
-        config = TrainConfig.from_params(trial.params)
-        done = {(r.source_trial, r.seed) for r in search.reruns if r.status == "FINISHED"}
-        for seed in range(args.seeds):
-            if (trial.trial_id, str(seed)) not in done:
-                plans.append((search, trial, space, seed, {**config.to_dict(), "seed": seed, "evaluate_test": True}))
-    print(f"{len(plans)} rerun(s) to train", file=sys.stderr)
+    chosen = best_configs(experiment, set(args.space), args.allow_joint_study)
+    plans = plan_reruns(chosen, args.seeds, lambda params: TrainConfig.from_params(params).to_dict())
+    reused = sum(p.checkpoint is not None for p in plans)
+    print(f"{len(plans) - reused} rerun(s) to train, {reused} trial checkpoint(s) to score", file=sys.stderr)
     if not plans:
         return []
     from mlflow.tracking import MlflowClient
@@ -141,15 +190,18 @@ def main(argv=None) -> list[dict]:
         cluster = start_ray(args.address, args.full_ray_dashboard)
         resources = resource_plan.plan(cluster.get("CPU", 1), cluster.get("GPU", 0), args.gpus_per_trial,
                                        args.workers_per_trial, 1, cpus_per_gpu())
-        for search, trial, space, seed, config in plans:
-            TrainConfig.from_dict({**config, "num_threads": resources.cpus_per_worker})
-            metrics = train_and_test({**config, "num_threads": resources.cpus_per_worker}, resources,
-                                     storage / "reruns", f"rerun-{trial.trial_id}-seed{seed}")
-            run_id = log_rerun(client, experiment.experiment_id, search, trial, seed, config, metrics)
-            results.append({"space": space, "optimizer": trial.optimizer, "seed": seed, "source_trial": trial.trial_id,
+        for plan in plans:
+            config = {**plan.config, "num_threads": resources.cpus_per_worker}
+            TrainConfig.from_dict(config)
+            metrics = (score_own_checkpoint(plan, resources) if plan.checkpoint else
+                       train_and_test(config, resources, storage / "reruns", f"rerun-{plan.trial.trial_id}-seed{plan.seed}"))
+            run_id = log_rerun(client, experiment.experiment_id, plan, metrics)
+            results.append({"space": plan.space, "optimizer": plan.trial.optimizer, "seed": plan.seed,
+                            "source_trial": plan.trial.trial_id, "reused_checkpoint": plan.checkpoint is not None,
                             "run_id": run_id, **{k: v for k, v in metrics.items() if k.startswith("test_")
                                                  and k != "test_per_query"}})
-            print(f"{space} {trial.optimizer} seed {seed}: test nDCG@10 {metrics['test_ndcg_at_10']:.4f} "
+            how = "its trial's checkpoint" if plan.checkpoint else "trained"
+            print(f"{plan.space} {plan.trial.optimizer} seed {plan.seed} ({how}): test nDCG@10 {metrics['test_ndcg_at_10']:.4f} "
                   f"MAP {metrics['test_map']:.4f} MRR@10 {metrics['test_mrr_at_10']:.4f}")
     finally:
         ray.shutdown()

@@ -32,12 +32,12 @@ class Store:
                          status=status)
 
     def trial(self, parent: str, trial_id: str, optimizer: str, ndcg: list[float], epochs=None,
-              status: str = "FINISHED") -> str:
+              status: str = "FINISHED", tags: dict | None = None, params: dict | None = None) -> str:
         """ndcg[i] logged at epochs[i] (default 1, 2, ...); a repeated epoch is a re-report."""
         epochs = epochs or list(range(1, len(ndcg) + 1))
         metrics = [Metric("ndcg_at_10", v, 1000 + i, e) for i, (e, v) in enumerate(zip(epochs, ndcg))]
-        return self._run({"mlflow.parentRunId": parent, "role": "trial", "trial_id": trial_id},
-                         {"optimizer": optimizer, "lr": 1e-5, "split_seed": 0}, metrics, status)
+        return self._run({"mlflow.parentRunId": parent, "role": "trial", "trial_id": trial_id, **(tags or {})},
+                         {"optimizer": optimizer, "lr": 1e-5, "split_seed": 0, **(params or {})}, metrics, status)
 
     def rerun(self, parent: str, source_trial: str, optimizer: str, seed: int,
               per_query: dict[str, dict[str, float]], metrics: dict | None = None) -> str:
