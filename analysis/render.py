@@ -71,6 +71,10 @@ def answer_section(inputs: ReportInputs) -> str:
     overall = inputs.overall
     lines = ["## Answer: does Lion beat AdamW?", "", f"**Overall: {overall.label}.** {_sentence(overall.reason)}", ""]
     lines += [f"- **{backbone_name(space)}: {v.label}.** {_sentence(v.reason)}" for space, v in inputs.verdicts.items()]
+    joint = [backbone_name(b.space) for b in inputs.backbones if b.evidence.joint]
+    if joint:
+        lines += ["", f"**Warning: the reruns of {', '.join(joint)} come from a joint study (both optimizers in one TPE "
+                  "study); they are shown but are no evidence for Lion vs AdamW.**"]
     return "\n".join(lines)
 
 

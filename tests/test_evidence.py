@@ -2,7 +2,7 @@
 import pytest
 
 from analysis.evidence import FoldKey, current_best, evidence, fold_key
-from analysis.summary import backbones, table_rows
+from analysis.summary import backbones, paired_tests, table_rows
 from search.rerun import best_configs
 from tests.mlflow_store import Store
 from trainables.errors import UsageError
@@ -88,7 +88,10 @@ def test_a_joint_study_is_refused_as_evidence(tmp_path):
             store.rerun(joint, trial, optimizer, seed, {f"q{i}": {m: 0.3 + shift * (1 + i / 50) + seed / 1000
                                                                   for m in ("ndcg_at_10", "map", "mrr_at_10")}
                                                        for i in range(12)})
-    from analysis.summary import paired_tests
     paired = paired_tests(minilm(store))
     assert paired.seed_tests["ndcg_at_10"].p < 0.05  # Lion far ahead, yet no verdict from a joint study
     assert paired.verdict.label == "too weak to decide" and "joint study" in paired.verdict.reason
+    from analysis import report
+    text = (report.main(["--experiment", store.name, "--mlflow-uri", store.uri, "--out", str(tmp_path / "r")])
+            / "report.md").read_text()
+    assert "**Warning: the reruns of MiniLM come from a joint study" in text
