@@ -195,12 +195,17 @@ def reruns_section(inputs: ReportInputs) -> str:
                 with_scores = sum(r.per_query is not None for r in reruns)
                 body.append([backbone_name(backbone.space), optimizer_name(optimizer),
                              ", ".join(sorted({r.source_trial for r in reruns})),
-                             ", ".join(sorted((r.seed for r in reruns), key=lambda s: (len(s), s))),
+                             ", ".join(sorted({_seed(r) for r in reruns}, key=lambda s: (len(s.rstrip("*")), s))),
                              *(_param(first.params, n) for n in ("lr", "weight_decay", "scheduler", "warmup_ratio")),
                              f"{with_scores} of {len(reruns)}"])
     if not body:
         return "## Seed reruns\n\nNone finished in this experiment."
-    return "\n".join(["## Seed reruns", "", table(headers, body)])
+    return "\n".join(["## Seed reruns", "", table(headers, body), "",
+                      "A seed marked * is the search trial's own: its final checkpoint was scored, not trained again."])
+
+
+def _seed(rerun) -> str:
+    return f"{rerun.seed}*" if "reused_checkpoint" in rerun.tags else rerun.seed
 
 
 def figures_section(inputs: ReportInputs) -> str:

@@ -113,9 +113,9 @@ def train_and_test(config: dict, resources, storage: Path, name: str) -> dict:
     from search.energy import EpochEnergy, total_energy_kj
     from trainables.checkpoint import TEST_PER_QUERY
     from trainables.loop import train_loop_per_worker
+    # Kept across restarts: a rerun started again continues from its last checkpoint under the same name.
     energy_file = storage / f"{name}.energy.json"
     energy_file.parent.mkdir(parents=True, exist_ok=True)
-    energy_file.unlink(missing_ok=True)  # a rerun started again trains every epoch again
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=resources.num_workers, use_gpu=resources.use_gpu,

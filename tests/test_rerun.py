@@ -63,6 +63,7 @@ def test_compare_optimizers_then_rerun_then_report(tmp_path):
     report(["--experiment", "chain", "--mlflow-uri", summary["mlflow_uri"], "--out", str(out)])
     text = (out / "report.md").read_text()
     assert "AdamW" in text and "Lion" in text and "0.7225" in text  # the paper's figure beside ours
+    assert "| 0*, 1, 2 |" in text  # seed 0 is the trial's own checkpoint
     assert (out / "report.html").is_file() and list(out.glob("*.png"))
     for parent_id in parents:
         assert any(a.path == "report" for a in client.list_artifacts(parent_id))
