@@ -34,8 +34,9 @@ class Trial:
 
     @property
     def epochs(self) -> int:
-        """Epochs with a dev score: fewer than the search's epochs when ASHA stopped the trial."""
-        return len(self.history.get("ndcg_at_10", []))
+        """The highest epoch with a dev score: below the search's epochs when ASHA stopped the trial.
+        Not a count of logged epochs: a resumed trial may miss one or log its last one twice."""
+        return max((epoch for epoch, _ in self.history.get("ndcg_at_10", [])), default=0)
 
     def final(self, metric: str) -> float | None:
         values = self.history.get(metric)

@@ -1,9 +1,11 @@
 """The statistics behind the report: pure functions over plain numbers, no MLflow.
 
-Lion and AdamW are compared per query (Lion minus AdamW) on the same held-out test queries. Each
-optimizer's per-query score is first averaged over its seeds, so the unit of the paired tests is
-the query: that is where the variance of a retrieval metric lives, and it keeps a seed with an
-unlucky draw from counting as extra, independent evidence.
+Lion and AdamW are compared on the same held-out test queries. Two kinds of randomness move a
+score: which queries were sampled, and how a training run went (its seed). The per-query tests
+(paired t, permutation) average each optimizer over its seeds and test across queries, so they
+see query variance only: a lucky run shifts every query at once and still looks like consistent
+evidence. The seed-aware test (a two-level bootstrap that resamples training runs and queries
+within each test fold) sees both, and it alone decides the verdict.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ MIN_SEEDS = 2  # one seed per optimizer cannot separate the optimizer from the l
 PERMUTATION_RESAMPLES = 9999
 PERMUTATION_SEED = 0
 EXACT_UP_TO = 20  # 2**20 sign patterns is still quick; beyond it the permutation test samples
+BOOTSTRAP_RESAMPLES = 9999
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_CHUNK = 1000  # resamples per batch: keeps memory at chunk × queries whatever the query count
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -77,6 +82,62 @@ def paired_comparison(lion: dict[str, float], adamw: dict[str, float]) -> Compar
 
 
 @dataclass(frozen=True)
+class FoldRuns:
+    """One test fold: a row per training run (seed), a column per query; both optimizers score the
+    same queries in the same column order."""
+    lion: np.ndarray
+    adamw: np.ndarray
+
+
+@dataclass(frozen=True)
+class SeedAwareTest:
+    """Lion minus AdamW, with training runs and queries both resampled."""
+    n_queries: int
+    n_runs: int  # training runs of the smaller optimizer, over all folds
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p: float
+    resamples: int
+
+
+def _fold_resamples(fold: FoldRuns, rng: np.random.Generator, size: int) -> np.ndarray:
+    """`size` resampled mean differences of one fold: runs drawn with replacement per optimizer,
+    then queries drawn with replacement, the same draw for both (the pairing is by query)."""
+    n_queries = fold.lion.shape[1]
+    lion_w = rng.multinomial(len(fold.lion), np.full(len(fold.lion), 1 / len(fold.lion)), size) / len(fold.lion)
+    adamw_w = rng.multinomial(len(fold.adamw), np.full(len(fold.adamw), 1 / len(fold.adamw)), size) / len(fold.adamw)
+    query_w = rng.multinomial(n_queries, np.full(n_queries, 1 / n_queries), size) / n_queries
+    return ((lion_w @ fold.lion - adamw_w @ fold.adamw) * query_w).sum(axis=1)
+
+
+def bootstrap_p(resampled: np.ndarray) -> float:
+    """Two-sided p from the resampled differences: twice the smaller share on either side of 0,
+    so p < ALPHA exactly when the percentile CI excludes 0."""
+    return float(min(1.0, 2 * min(np.mean(resampled <= 0), np.mean(resampled >= 0))))
+
+
+def two_level_bootstrap(folds: list[FoldRuns], resamples: int = BOOTSTRAP_RESAMPLES) -> SeedAwareTest:
+    """Percentile CI and p of the query-weighted mean difference; folds are resampled apart (each
+    fold's runs are their own training runs and its queries its own), then weighted by query count."""
+    folds = [f for f in folds if f.lion.size and f.adamw.size]
+    n_queries = sum(f.lion.shape[1] for f in folds)
+    if not n_queries:
+        return SeedAwareTest(0, 0, math.nan, math.nan, math.nan, math.nan, 0)
+    observed = sum((f.lion.mean(axis=0) - f.adamw.mean(axis=0)).sum() for f in folds) / n_queries
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    chunks = []
+    for start in range(0, resamples, BOOTSTRAP_CHUNK):
+        size = min(BOOTSTRAP_CHUNK, resamples - start)
+        chunks.append(sum(_fold_resamples(f, rng, size) * f.lion.shape[1] for f in folds) / n_queries)
+    resampled = np.concatenate(chunks)
+    low, high = np.quantile(resampled, [ALPHA / 2, 1 - ALPHA / 2])
+    n_runs = min(sum(len(f.lion) for f in folds), sum(len(f.adamw) for f in folds))
+    return SeedAwareTest(n_queries, n_runs, float(observed), float(low), float(high), bootstrap_p(resampled),
+                         resamples)
+
+
+@dataclass(frozen=True)
 class Verdict:
     label: str  # "Lion better", "AdamW better" or "too weak to decide"
     reason: str
@@ -88,25 +149,36 @@ class Verdict:
 LION, ADAMW, UNDECIDED = "Lion better", "AdamW better", "too weak to decide"
 
 
-def verdict(comparison: Comparison | None, n_seeds: int, metric: str = "nDCG@10") -> Verdict:
-    """Plain-language outcome. Both p-values must be below ALPHA: the t-test leans on normality,
-    the permutation test does not, and a decision should not hinge on which one was asked."""
+def bootstrap_p_text(test: SeedAwareTest) -> str:
+    """A p of 0 means no resample crossed 0: say how small that bound is, not "0"."""
+    return f"< {1 / test.resamples:.2g}" if test.p == 0 else f"= {test.p:.3g}"
+
+
+def _summary(c: Comparison, seed_test: SeedAwareTest | None, n_seeds: int, metric: str) -> str:
+    seed_part = ("no seed-aware test" if seed_test is None or n_seeds < MIN_SEEDS else
+                 f"seed-aware 95% CI {seed_test.ci_low:+.4f} to {seed_test.ci_high:+.4f}, p {bootstrap_p_text(seed_test)}")
+    return (f"Lion − AdamW {metric} {c.mean_diff:+.4f} ({seed_part}; per-query t-test p = {c.t_p:.3g}, "
+            f"permutation p = {c.permutation_p:.3g}), {c.n_queries} queries, {n_seeds} seed(s) per optimizer")
+
+
+def verdict(comparison: Comparison | None, seed_test: SeedAwareTest | None, n_seeds: int,
+            metric: str = "nDCG@10") -> Verdict:
+    """Plain-language outcome, decided by the seed-aware test: a difference that one lucky training
+    run could produce is no evidence about the optimizer. The per-query tests are context."""
     if comparison is None or comparison.n_queries == 0:
         return Verdict(UNDECIDED, "no test queries scored by both optimizers")
     c = comparison
-    summary = (f"Lion − AdamW {metric} {c.mean_diff:+.4f} (95% CI {c.ci_low:+.4f} to {c.ci_high:+.4f}), "
-               f"t-test p = {c.t_p:.3g}, permutation p = {c.permutation_p:.3g}, "
-               f"{c.n_queries} queries, {n_seeds} seed(s) per optimizer")
+    summary = _summary(c, seed_test, n_seeds, metric)
     if c.n_queries < MIN_QUERIES:
         return Verdict(UNDECIDED, f"only {c.n_queries} common test queries (need at least {MIN_QUERIES}); {summary}")
     if n_seeds < MIN_SEEDS:
         return Verdict(UNDECIDED, f"a single seed per optimizer cannot separate optimizer from seed luck; {summary}")
-    p = max(c.t_p, c.permutation_p)
-    if math.isnan(p):
-        return Verdict(UNDECIDED, f"the per-query differences have no spread, so no test applies; {summary}")
-    if p >= ALPHA:
-        return Verdict(UNDECIDED, f"the difference is not significant at {ALPHA} (larger p = {p:.3g}); {summary}")
-    return Verdict(LION if c.mean_diff > 0 else ADAMW, summary)
+    if seed_test is None or math.isnan(seed_test.p):
+        return Verdict(UNDECIDED, f"the seed-aware test could not be computed; {summary}")
+    if seed_test.p >= ALPHA:
+        return Verdict(UNDECIDED, f"the difference is not significant at {ALPHA} once seed variance counts "
+                       f"(seed-aware p {bootstrap_p_text(seed_test)}); {summary}")
+    return Verdict(LION if seed_test.mean_diff > 0 else ADAMW, summary)
 
 
 def overall_verdict(per_backbone: dict[str, Verdict]) -> Verdict:

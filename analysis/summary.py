@@ -1,6 +1,7 @@
 """From a loaded experiment to the report's numbers: Table I rows and the paired tests, per backbone.
 
-Held-out test scores of the seed reruns are the evidence. A backbone without reruns falls back to
+Held-out test scores of the seed reruns of each fold's current best are the evidence
+(analysis/evidence.py). A backbone without reruns falls back to
 its best trial per optimizer on dev queries, which is one run and selected on the same queries it
 is scored on, so the report labels it as such and runs no test on it. Trials are compared at their
 final epoch: the epoch a trial was stopped at is the checkpoint it would be used with.
@@ -8,10 +9,16 @@ final epoch: the epoch a trial was stopped at is the checkpoint it would be used
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
+import numpy as np
+
+from analysis.evidence import Evidence, FoldKey, best_final_trial, evidence
 from analysis.runs import Experiment, Rerun, Search, Trial
-from analysis.stats import (UNDECIDED, Comparison, Verdict, mean_std, paired_comparison, seed_average,
-                            verdict)
+from analysis.stats import (UNDECIDED, Comparison, FoldRuns, SeedAwareTest, Verdict, mean_std, paired_comparison,
+                            seed_average, two_level_bootstrap, verdict)
+
+__all__ = ["best_final_trial"]  # kept importable from here for callers that pick a trial
 
 METRICS = ("ndcg_at_10", "map", "mrr_at_10")
 LABELS = {"ndcg_at_10": "nDCG@10", "map": "MAP", "mrr_at_10": "MRR@10", "recall_at_100": "R@100"}
@@ -43,9 +50,14 @@ class Backbone:
     def trials(self) -> list[Trial]:
         return [t for t in self.all_trials if t.status == "FINISHED" and t.final(PRIMARY) is not None]
 
+    @cached_property
+    def evidence(self) -> Evidence:
+        return evidence(self.searches)
+
     @property
     def reruns(self) -> list[Rerun]:
-        return [r for s in self.searches for r in s.reruns if r.status == "FINISHED"]
+        """Finished reruns of each fold's current best (of one split); stale ones are left out."""
+        return [r for _, r in self.evidence.reruns]
 
     @property
     def max_epochs(self) -> int | None:
@@ -64,12 +76,6 @@ def backbones(experiment: Experiment) -> list[Backbone]:
     spaces = {s.space for s in experiment.searches}
     order = [s for s in BACKBONE_NAMES if s in spaces] + sorted(spaces - set(BACKBONE_NAMES))
     return [Backbone(space, [s for s in experiment.searches if s.space == space]) for space in order]
-
-
-def best_final_trial(trials: list[Trial], max_epochs: int | None) -> Trial | None:
-    """Highest final-epoch nDCG@10; trials that ran every epoch first, as the search itself picks."""
-    complete = [t for t in trials if max_epochs is not None and t.epochs >= max_epochs]
-    return max(complete or trials, key=lambda t: t.final(PRIMARY), default=None)
 
 
 def _mean(values) -> float | None:
@@ -143,11 +149,38 @@ def per_seed_scores(reruns: list[Rerun], optimizer: str, metric: str) -> list[di
             for per_query in pooled_by_seed(reruns, optimizer).values()]
 
 
+def fold_runs(reruns: list[tuple[FoldKey, Rerun]], metric: str) -> list[FoldRuns]:
+    """Per test fold, a row per rerun and a column per query every rerun of that fold scored."""
+    folds = []
+    for test_fold in sorted({key.test_fold for key, _ in reruns}):
+        runs = {o: [r.per_query for key, r in reruns if key.test_fold == test_fold and r.optimizer == o
+                    and r.per_query is not None] for o in ("lion", "adamw")}
+        everyone = runs["lion"] + runs["adamw"]
+        if not runs["lion"] or not runs["adamw"]:
+            continue
+        qids = sorted(set.intersection(*({q for q, m in pq.items() if metric in m} for pq in everyone)))
+        matrices = {o: np.array([[pq[q][metric] for q in qids] for pq in runs[o]], dtype=float).reshape(-1, len(qids))
+                    for o in runs}
+        folds.append(FoldRuns(matrices["lion"], matrices["adamw"]))
+    return folds
+
+
 @dataclass
 class PairedResult:
-    comparisons: dict[str, Comparison]  # metric -> Lion minus AdamW
+    comparisons: dict[str, Comparison]  # metric -> Lion minus AdamW, per query (seeds averaged)
+    seed_tests: dict[str, SeedAwareTest]  # metric -> Lion minus AdamW, training runs and queries resampled
     n_seeds: int  # the smaller seed count of the two optimizers
-    verdict: Verdict  # decided on nDCG@10, the metric the search optimised
+    verdict: Verdict  # decided on nDCG@10 (the metric the search optimised) by the seed-aware test
+
+
+def joint_study_verdict(backbone: Backbone) -> Verdict | None:
+    joint = backbone.evidence.joint
+    if not joint:
+        return None
+    runs = ", ".join(f"`{s.run_id[:8]}`" for s in joint)
+    return Verdict(UNDECIDED, f"the reruns re-train configurations of a joint study ({runs}: both optimizers in one "
+                   "TPE study, which shares what it learns between them), so they are no fair evidence for the "
+                   "comparison; search with --compare-optimizers")
 
 
 def paired_tests(backbone: Backbone) -> PairedResult | None:
@@ -158,8 +191,10 @@ def paired_tests(backbone: Backbone) -> PairedResult | None:
         return None
     comparisons = {m: paired_comparison(seed_average(per_seed_scores(reruns, "lion", m)),
                                         seed_average(per_seed_scores(reruns, "adamw", m))) for m in METRICS}
+    seed_tests = {m: two_level_bootstrap(fold_runs(backbone.evidence.reruns, m)) for m in METRICS}
     n_seeds = min(seeds.values())
-    return PairedResult(comparisons, n_seeds, verdict(comparisons[PRIMARY], n_seeds, LABELS[PRIMARY]))
+    decided = verdict(comparisons[PRIMARY], seed_tests[PRIMARY], n_seeds, LABELS[PRIMARY])
+    return PairedResult(comparisons, seed_tests, n_seeds, joint_study_verdict(backbone) or decided)
 
 
 def backbone_verdict(backbone: Backbone, paired: PairedResult | None) -> Verdict:

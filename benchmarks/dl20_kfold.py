@@ -134,8 +134,9 @@ def main() -> None:
             print(f"fold {fold}: search (both optimizers)", file=sys.stderr, flush=True)
             run_ours(args, fold)
         print("seed reruns on the test folds", file=sys.stderr, flush=True)
+        # Seed 0 is each best trial's own checkpoint; --seeds counts it, search.rerun's --seeds does not.
         subprocess.run([sys.executable, "-m", "search.rerun", "--experiment", args.experiment, "--seeds",
-                        str(args.seeds), "--storage", str(args.storage)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+                        str(args.seeds - 1), "--storage", str(args.storage)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     ours_s = time.time() - started
     ours, adamw, lion = ours_per_query(args)
     theirs, bm25 = {}, {}

@@ -14,6 +14,9 @@ from pathlib import Path
 from search import tracking
 
 METRIC, MODE = "ndcg_at_10", "max"
+# "epoch", not training_iteration: a resumed trial restarts Tune's iteration count, while its
+# reported epoch continues from the checkpoint.
+TIME_ATTR = "epoch"
 SUMMARY_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "pairs_per_s")
 
 
@@ -32,10 +35,10 @@ class Study:
 def build_tuner(space, study: Study, base: dict, resources, storage: Path, callbacks):
     from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
+    from search.searcher import PrunedAwareOptunaSearch, early_stopping
     from search.trainable import trainable
 
     # A partial of the space's bound method pickles, so Tune can save the searcher for --resume.
@@ -46,12 +49,12 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
         sampler, scheduler = RandomSampler(seed=study.seed), FIFOScheduler()
     else:
         sampler = TPESampler(seed=study.seed, n_startup_trials=min(10, max(2, study.trials // 2)))
-        # time_attr "epoch", not training_iteration: a resumed trial restarts Tune's iteration
-        # count, while its reported epoch continues from the checkpoint.
-        scheduler = ASHAScheduler(metric=METRIC, mode=MODE, time_attr="epoch", max_t=base["epochs"],
-                                  grace_period=1, reduction_factor=2)
-    searcher = OptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, points_to_evaluate=study.references or None,
-                            sampler=sampler)
+        # First rung at half the budget or later (search/searcher.py).
+        scheduler = early_stopping(METRIC, MODE, TIME_ATTR, base["epochs"])
+    # ASHA-stopped trials reach TPE as PRUNED, not as finished scores.
+    searcher = PrunedAwareOptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, sampler=sampler,
+                                       points_to_evaluate=study.references or None, time_attr=TIME_ATTR,
+                                       max_t=base["epochs"])
     reporter = tune.CLIReporter(
         parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
         metric_columns=["epoch", "ndcg_at_10", "map", "mrr_at_10", "train_loss", "pairs_per_s"],

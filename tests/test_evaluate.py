@@ -49,3 +49,25 @@ def test_reference_figures_on_dl20(dl20):
     assert round(metrics["recall_at_100"], 4) == 0.5599
     assert round(metrics["mrr_at_10"], 4) == 0.6533
     assert metrics["num_queries"] == 54
+
+
+def test_bf16_scoring_runs_the_head_in_fp32_so_rounding_makes_no_ties(tiny_bert):
+    import torch
+
+    from trainables.evaluate import rerank_scores
+    from trainables.models import load_reranker
+    tokenizer, model = load_reranker(tiny_bert)
+    words = ["river", "bank", "loan", "fish", "court", "tree", "rate", "stone", "music", "field"]
+    collection = {f"p{i:03d}": f"{words[i % 10]} {words[i // 10]} passage {i}" for i in range(100)}
+    queries = {"q": "where does the river bank lend money"}
+    pairs = [("q", pid) for pid in collection]
+    cpu, bf16 = torch.device("cpu"), torch.bfloat16
+    batch = tokenizer([queries["q"]] * len(pairs), [collection[p] for _, p in pairs], padding=True,
+                      return_tensors="pt")
+    with torch.no_grad(), torch.autocast("cpu", dtype=bf16):  # the head under autocast, as scoring once ran it
+        rounded = model(**batch).logits.view(-1)
+    assert rounded.dtype == bf16 and len(set(rounded.tolist())) < len(pairs)  # bf16 logits tie
+    scores = rerank_scores(model, tokenizer, pairs, queries, collection, 64, 32, cpu, bf16)
+    assert len(set(scores)) == len(pairs)  # no ties left for the docid to break
+    with torch.no_grad(), torch.autocast("cpu", dtype=bf16):
+        assert model(**batch).logits.dtype == bf16  # the fp32 head was only for scoring: its hook is gone

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from search.tracking import default_uri
 
@@ -101,5 +102,10 @@ def test_killed_driver_then_resume_completes_the_same_study(tmp_path):
     latest = max(glob.glob(str(storage / "tune" / "*" / "searcher-state-*.pkl")))  # names carry the start time
     with open(latest, "rb") as handle:
         study = pickle.load(handle)["_ot_study"]
-    assert len(study.trials) == 3 and all(t.value is not None for t in study.trials)
+    assert len(study.trials) == 3
+    epochs = {row["config"]["lr"]: row["epochs"] for row in summary["trials"]}
+    for trial in study.trials:  # ASHA-stopped trials were told PRUNED, complete ones COMPLETE with their score
+        complete = epochs[trial.params["lr"]] == max(epochs.values())
+        assert trial.state == (TrialState.COMPLETE if complete else TrialState.PRUNED)
+        assert (trial.value is not None) == complete
     assert sorted(t.params["lr"] for t in study.trials) == sorted(t["config"]["lr"] for t in summary["trials"])

@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 
 from analysis import plots, render, report
 from analysis.runs import Trial, load_experiment
+from analysis.stats import bootstrap_p_text
 from analysis.summary import backbones, paired_tests, table_rows
 
 EXPERIMENT = "lion-vs-adamw"
@@ -64,14 +65,18 @@ def build_store(tmp_path: Path) -> tuple[str, dict]:
     rng = np.random.default_rng(3)
     for optimizer, lr_range in (("adamw", (-5, -4)), ("lion", (-6, -5))):
         parent = log_run(client, experiment_id, {"role": "search", "space": "modernbert", "optimizer": optimizer},
-                         {"trials": 5, "epochs": 3, "model": "answerdotai/ModernBERT-base", "data": "trec-dl-2020"},
+                         {"trials": 5, "epochs": 3, "model": "answerdotai/ModernBERT-base", "data": "trec-dl-2020",
+                          "folds": 5, "test_fold": 0},
                          status="RUNNING")
         parents[optimizer] = parent
+        finals = {}
         for i in range(5):
             ndcg = list(0.5 + np.sort(rng.uniform(0, 0.2, 3)))
             if i == 4:
                 ndcg = ndcg[:2]  # stopped early by ASHA after two epochs
             status = "FAILED" if i == 3 else "FINISHED"
+            if i < 3:
+                finals[f"{optimizer}{i}"] = ndcg[-1]
             log_run(client, experiment_id,
                     {"mlflow.parentRunId": parent, "role": "trial", "trial_id": f"{optimizer}{i}"},
                     trial_params(optimizer, 10 ** rng.uniform(*lr_range), 10 ** rng.uniform(-3, -1),
@@ -84,7 +89,7 @@ def build_store(tmp_path: Path) -> tuple[str, dict]:
             means = {f"test_{m}": float(np.mean([per_query[q][m] for q in QIDS])) for m in METRIC_NAMES}
             run_id = log_run(client, experiment_id,
                              {"mlflow.parentRunId": parent, "role": "rerun", "optimizer": optimizer,
-                              "seed": str(seed), "source_trial": f"{optimizer}0"},
+                              "seed": str(seed), "source_trial": max(finals, key=finals.get)},  # the current best
                              trial_params(optimizer, 1e-5, 0.01),
                              [Metric(k, v, 1000, 0) for k, v in
                               {**means, "gpu_util_mean": 90.0 + seed, "energy_kj": 100.0 + 10 * seed}.items()])
@@ -156,7 +161,11 @@ def test_paired_tests_match_hand_computation(store):
         assert (c.ci_low, c.ci_high) == pytest.approx((mean - half, mean + half), abs=1e-12)
         assert c.t_p == pytest.approx(2 * scipy_stats.t.sf(abs(t), n - 1), rel=1e-9)
         assert c.permutation_p == pytest.approx(exact_sign_flip_p(diffs), abs=1e-12)
-        assert f"{mean:+.4f} | {mean - half:+.4f} to {mean + half:+.4f} | {c.t_p:.3g} |" in text
+        b = paired.seed_tests[metric]
+        assert b.n_queries == 12 and b.mean_diff == pytest.approx(mean, abs=1e-12) and b.ci_low < mean < b.ci_high
+        seed_p = bootstrap_p_text(b).lstrip("= ")  # "< 0.0001" when no resample crossed 0
+        assert (f"{mean:+.4f} | {b.ci_low:+.4f} to {b.ci_high:+.4f} | {seed_p} | {mean - half:+.4f} to "
+                f"{mean + half:+.4f} | {c.t_p:.3g} |") in text
     assert paired.n_seeds == 2
     assert paired.verdict.label == "Lion better"
     assert paired.comparisons["ndcg_at_10"].permutation_p < 0.05
@@ -298,3 +307,19 @@ def test_gpu_plot_is_replaced_by_a_note_without_gpu_data(store, tmp_path):
     figure = plots.gpu_utilisation(minilm, tmp_path / "gpu.png")
     assert figure.path is None and "none: no CUDA device" in figure.note
     assert not (tmp_path / "gpu.png").exists()
+
+
+def test_one_seed_shows_no_spread_and_no_interval(tmp_path):
+    from tests.mlflow_store import Store
+    store = Store(tmp_path, EXPERIMENT)
+    for optimizer, shift in (("adamw", 0.0), ("lion", 0.02)):
+        parent = store.search(optimizer, space="modernbert")
+        store.trial(parent, f"{optimizer}0", optimizer, [0.5, 0.6])
+        store.rerun(parent, f"{optimizer}0", optimizer, 0,
+                    {q: {m: 0.5 + shift + i / 100 for m in ("ndcg_at_10", "map", "mrr_at_10")} for i, q in enumerate(QIDS)})
+    out = report.main(["--experiment", EXPERIMENT, "--mlflow-uri", store.uri, "--out", str(tmp_path / "r")])
+    text = (out / "report.md").read_text()
+    assert "| ModernBERT | Lion | 0.5750 ± n/a (1 seed) |" in text and "± 0.0000" not in text
+    assert "| ModernBERT | nDCG@10 | +0.0200 | n/a (1 seed) | n/a (1 seed) | n/a (1 seed) |" in text
+    assert "A single seed per optimizer cannot separate" in text
+    assert "MAP (ours: over the reranked top-k only)" in text and "## Method: which test decides, and why" in text

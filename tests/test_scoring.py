@@ -31,3 +31,26 @@ def test_config_round_trips_through_mlflow_strings():
     original = TrainConfig(model="m", data_dir="d", lr=3e-5, max_train_queries=None, bf16=False, first_stage_weight=None)
     params = {k: str(v) for k, v in original.to_dict().items()} | {"not_a_key": "x"}
     assert TrainConfig.from_params(params) == original
+
+
+def test_a_saved_checkpoint_scores_as_its_training_run_would(tiny_bert, tmp_path):
+    # The trial's own final checkpoint on the test fold, with the weight it chose on dev, equals
+    # scoring the same model on the same fold directly (what a rerun of its seed would report).
+    import torch
+
+    from tests.conftest import EMBEDDED
+    from trainables.checkpoint import save_checkpoint
+    from trainables.data import RetrievalData
+    from trainables.models import load_reranker
+    from trainables.scoring import evaluate_test, score_checkpoint
+    tokenizer, model = load_reranker(tiny_bert)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    checkpoint = save_checkpoint(tmp_path / "checkpoint_000001", model, tokenizer, optimizer, scheduler, step=4,
+                                 epoch=1, metrics={"first_stage_weight": 0.3, "ndcg_at_10": 0.5})
+    config = dict(model=str(tiny_bert), data_dir=str(EMBEDDED), folds=3, test_fold=1, rerank_depth=10,
+                  max_length=64, first_stage_weight=None, bf16=False)
+    scored = score_checkpoint(checkpoint, config)
+    cfg = TrainConfig.from_dict(config)
+    direct = evaluate_test(model, tokenizer, RetrievalData.load(EMBEDDED), cfg, torch.device("cpu"), None, 0, 1, 0.3)
+    assert len(scored) > 10 and scored == direct

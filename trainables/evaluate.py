@@ -1,9 +1,13 @@
 """Scoring with official TREC semantics (pytrec_eval), and reranking candidates with a model.
 
 nDCG@10 uses graded gains; MAP, recall and MRR count rel >= relevance_level (2 on TREC DL).
-MRR@10 cuts each ranking at 10 first. Ties are broken by docid descending, as trec_eval does.
+MRR@10 cuts each ranking at 10 first. Ties are broken by docid descending, as trec_eval does;
+under bf16 autocast the scoring head runs in fp32, so a logit rounded to bf16's 8 bits cannot
+create such ties among a query's candidates.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import pytrec_eval
 import torch
@@ -51,6 +55,30 @@ def candidates(run: dict[str, dict[str, float]], qids, depth: int) -> list[tuple
     return [(qid, pid) for qid in qids for pid, _ in ranked(run.get(qid, {}))[:depth]]
 
 
+def output_layer(model) -> torch.nn.Linear:
+    """The Linear that produces the relevance logit: the `classifier` of transformers' sequence
+    classification models, else the model's last Linear."""
+    head = getattr(model, "classifier", None)
+    return head if isinstance(head, torch.nn.Linear) else [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
+def _linear_in_fp32(module, inputs, output):
+    with torch.autocast(output.device.type, enabled=False):
+        bias = None if module.bias is None else module.bias.float()
+        return torch.nn.functional.linear(inputs[0].float(), module.weight.float(), bias)
+
+
+@contextmanager
+def fp32_head(model, autocast_dtype):
+    """Under autocast, recompute the logit layer in fp32 (a forward hook replaces its output)."""
+    handle = output_layer(model).register_forward_hook(_linear_in_fp32) if autocast_dtype is not None else None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
 @torch.no_grad()
 def rerank_scores(model, tokenizer, pairs: list[tuple[str, str]], queries: dict[str, str],
                   collection: dict[str, str], max_length: int, batch_size: int, device,
@@ -64,7 +92,8 @@ def rerank_scores(model, tokenizer, pairs: list[tuple[str, str]], queries: dict[
         batch = tokenizer([queries[pairs[i][0]] for i in chunk], [collection[pairs[i][1]] for i in chunk],
                           padding=True, truncation="only_second", max_length=max_length,
                           return_tensors="pt").to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with fp32_head(model, autocast_dtype), torch.autocast(device.type, dtype=autocast_dtype,
+                                                              enabled=autocast_dtype is not None):
             logits = model(**batch).logits.view(-1).float()
         for i, value in zip(chunk, logits.tolist()):
             scores[i] = value

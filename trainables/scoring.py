@@ -3,6 +3,8 @@ reranked in shares over the workers, gathered, optionally interpolated with the 
 score, and scored with TREC semantics. Every rank ends with the same numbers."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch.distributed as dist
 
 from trainables.config import TrainConfig
@@ -58,3 +60,24 @@ def evaluate_test(model, tokenizer, data, cfg: TrainConfig, device, autocast_dty
     pairs = candidates(data.run, test_qids, cfg.rerank_depth)
     run = gathered_run(model, tokenizer, data, pairs, cfg, device, autocast_dtype, rank, world_size)
     return per_query_at(run, data, cfg, weight)
+
+
+def score_checkpoint(checkpoint_dir, config: dict) -> dict:
+    """Per-query test-fold scores of a trial's saved final checkpoint, with the interpolation weight
+    it chose on dev: what a rerun of the same config and seed would score, without training again."""
+    import torch
+
+    from trainables.checkpoint import MODEL_DIR, load_state
+    from trainables.data import RetrievalData
+    from trainables.errors import UsageError
+    from trainables.models import load_reranker
+    from trainables.precision import autocast_dtype
+    cfg = TrainConfig.from_dict(config)
+    weight = load_state(checkpoint_dir)["metrics"].get("first_stage_weight", cfg.first_stage_weight)
+    if weight is None:
+        raise UsageError(f"{checkpoint_dir}: the checkpoint records no first_stage_weight chosen on dev")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer, model = load_reranker(Path(checkpoint_dir) / MODEL_DIR, cfg.attn_implementation)
+    model.to(device)
+    data = RetrievalData.load(cfg.data_dir, cfg.run_file)
+    return evaluate_test(model, tokenizer, data, cfg, device, autocast_dtype(cfg.bf16, device), 0, 1, weight)

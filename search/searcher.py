@@ -1,0 +1,44 @@
+"""Early stopping that judges late enough, and a TPE that knows which scores were cut short.
+
+ASHA compares trials at rungs; a rung early in a schedule still near its peak lr favours whichever
+optimizer starts fast, so the first rung sits at half the budget or later. A trial ASHA stops there
+is told to Optuna as PRUNED: OptunaSearch would tell it COMPLETE with its last score, and TPE would
+learn from a cut-short score as if it were final. Both work in whatever unit the study reports
+(time_attr), epochs today.
+"""
+from __future__ import annotations
+
+import math
+
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+REDUCTION_FACTOR = 2
+
+
+def grace_period(max_t: int) -> int:
+    """At least half the budget, rounded up: 3 epochs give a first rung at epoch 2."""
+    return max(1, math.ceil(max_t / 2))
+
+
+def early_stopping(metric: str, mode: str, time_attr: str, max_t: int) -> ASHAScheduler:
+    return ASHAScheduler(metric=metric, mode=mode, time_attr=time_attr, max_t=max_t,
+                         grace_period=grace_period(max_t), reduction_factor=REDUCTION_FACTOR)
+
+
+class PrunedAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells a trial ending before max_t of time_attr, without an error, as
+    PRUNED: only the scheduler ends a trial early, and a pruned trial ranks by its last
+    intermediate value among the pruned, never as a finished result."""
+
+    def __init__(self, *args, time_attr: str, max_t: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._time_attr, self._max_t = time_attr, max_t
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        reached = (result or {}).get(self._time_attr)
+        if error or reached is None or reached >= self._max_t or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        from optuna.trial import TrialState
+        self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)

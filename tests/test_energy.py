@@ -1,0 +1,13 @@
+"""search.energy: a rerun's energy is the sum over its epochs, each epoch counted once."""
+from search.energy import EpochEnergy, total_energy_kj
+
+
+def test_every_epoch_counts_once(tmp_path):
+    path = tmp_path / "run.energy.json"
+    callback = EpochEnergy(path)
+    assert total_energy_kj(path) is None
+    callback.after_report(None, [{"epoch": 1, "energy_kj": 10.0}, {"epoch": 1, "energy_kj": 10.0}], None)
+    callback.after_report(None, [{"epoch": 2, "energy_kj": 12.5}], None)
+    callback.after_report(None, [{"epoch": 2, "energy_kj": 12.5}], None)  # re-reported after a restart
+    callback.after_report(None, [{"epoch": 3}], None)  # no GPU reading: nothing to add
+    assert total_energy_kj(path) == 22.5

@@ -1,0 +1,38 @@
+"""search.searcher with real Ray Tune, ASHA and Optuna: where the first rung sits, and what TPE is told."""
+import pytest
+from optuna.trial import TrialState
+
+from search.searcher import PrunedAwareOptunaSearch, early_stopping, grace_period
+
+
+@pytest.mark.parametrize("max_t, grace", [(1, 1), (2, 1), (3, 2), (4, 2), (1000, 500)])
+def test_the_first_rung_is_at_half_the_budget_or_later(max_t, grace):
+    assert grace_period(max_t) == grace
+
+
+def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
+    import optuna
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    def constant_score(config):  # defined here, so Ray ships it by value to its workers
+        for epoch in range(1, 5):
+            tune.report({"epoch": epoch, "ndcg_at_10": config["x"]})
+
+    # One trial at a time, in this order. ASHA's one rung is at epoch 2 (grace_period(4)); a trial
+    # goes on when its score reaches the median of those already recorded there.
+    points = [{"x": 0.9}, {"x": 0.1}, {"x": 0.3}, {"x": 0.8}]
+    searcher = PrunedAwareOptunaSearch(space={"x": optuna.distributions.FloatDistribution(0, 1)},
+                                       metric="ndcg_at_10", mode="max", points_to_evaluate=points,
+                                       time_attr="epoch", max_t=4)
+    tuner = tune.Tuner(constant_score, tune_config=tune.TuneConfig(
+        num_samples=len(points), search_alg=ConcurrencyLimiter(searcher, max_concurrent=1),
+        scheduler=early_stopping("ndcg_at_10", "max", "epoch", 4)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+    results = tuner.fit()
+    reached = {r.config["x"]: r.metrics["epoch"] for r in results}
+    assert reached == {0.9: 4, 0.1: 2, 0.3: 2, 0.8: 4}
+    told = {t.params["x"]: t.state for t in searcher._ot_study.trials}
+    assert told == {0.9: TrialState.COMPLETE, 0.1: TrialState.PRUNED, 0.3: TrialState.PRUNED, 0.8: TrialState.COMPLETE}
+    complete = searcher._ot_study.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.value for t in complete) == [0.8, 0.9]  # TPE's finished scores hold no cut-short one
