@@ -46,8 +46,9 @@ def test_a_saved_checkpoint_scores_as_its_training_run_would(tiny_bert, tmp_path
     tokenizer, model = load_reranker(tiny_bert)
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    checkpoint = save_checkpoint(tmp_path / "checkpoint_000001", model, tokenizer, optimizer, scheduler, step=4,
-                                 epoch=1, metrics={"first_stage_weight": 0.3, "ndcg_at_10": 0.5})
+    checkpoint = save_checkpoint(tmp_path / "checkpoint_000001", model, tokenizer, {
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": 4, "epoch": 1,
+        "metrics": {"first_stage_weight": 0.3, "ndcg_at_10": 0.5}})
     config = dict(model=str(tiny_bert), data_dir=str(EMBEDDED), folds=3, test_fold=1, rerank_depth=10,
                   max_length=64, first_stage_weight=None, bf16=False)
     scored = score_checkpoint(checkpoint, config)
