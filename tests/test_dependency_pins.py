@@ -168,8 +168,10 @@ def test_make_stops_with_one_line_on_a_python_below_the_floor(tmp_path):
     old.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; sys.version_info = (3, 10, 14, \"final\", 0); "
                    "exec(sys.argv[1])' \"$2\"\n")
     old.chmod(0o755)
+    # under `make test` the parent make's MAKELEVEL/MAKEFLAGS would add "Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     result = subprocess.run(["make", "install", f"PYTHON={old}"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, env=env)
     floor = PYPROJECT["requires-python"].removeprefix(">=")
     assert result.returncode != 0 and not (tmp_path / ".venv").exists()
     assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
