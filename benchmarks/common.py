@@ -49,10 +49,22 @@ def cpu_trial_setup(cfg):
     from trainables.models import load_reranker, loadable_dir
     torch.set_num_threads(cfg.num_threads)
     quiet_libraries()
-    data, pairs, dev_qids = load_trial_data(cfg)
+    trial = load_trial_data(cfg)
+    data, pairs, dev_qids = trial.eval, trial.id_pairs(), trial.dev_qids
     torch.manual_seed(cfg.seed)  # the same classifier head as the trial's
     tokenizer, model = load_reranker(loadable_dir(cfg.model))
     return data, pairs, dev_qids, tokenizer, model
+
+
+def encode_pairs(pairs, data, tokenizer, max_length: int, device):
+    """trainables.loop.encode of id pairs, their texts from `data` (the trial's view)."""
+    from trainables.loop import encode
+    texts = ([data.queries[p.qid] for p in pairs], [data.collection[p.pid] for p in pairs], [p.label for p in pairs])
+    return encode(texts, tokenizer, max_length, device)
+
+
+def id_pair_lengths(pairs, data) -> list[int]:
+    return [len(data.queries[p.qid]) + len(data.collection[p.pid]) for p in pairs]
 
 
 def machine() -> dict:

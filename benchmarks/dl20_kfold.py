@@ -62,7 +62,8 @@ def run_theirs(args, fold: int, out_dir: Path) -> dict[str, dict[str, float]]:
     from trainables.loop import load_trial_data
     cfg = TrainConfig.from_dict(fold_config(args, fold))
     torch.set_num_threads(2)
-    data, pairs, _ = load_trial_data(cfg)
+    trial = load_trial_data(cfg)
+    data, pairs = trial.eval, trial.id_pairs()
     train = Dataset.from_dict({"query": [data.queries[p.qid] for p in pairs],
                                "passage": [data.collection[p.pid] for p in pairs],
                                "label": [p.label for p in pairs]})

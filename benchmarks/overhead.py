@@ -47,7 +47,7 @@ def plain_run(config: dict) -> dict:
 
     from trainables.config import TrainConfig
     from trainables.data import steps_per_epoch, worker_batches
-    from trainables.loop import encode, pair_lengths
+    from common import encode_pairs, id_pair_lengths
     from trainables.optim import build_optimizer, build_scheduler
     from trainables.precision import autocast_dtype
     from trainables.step import StepSettings, train_step
@@ -58,14 +58,14 @@ def plain_run(config: dict) -> dict:
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_per_epoch(len(pairs), cfg.batch_size) * cfg.epochs)
     settings = StepSettings(cfg.batch_size, 1, cfg.grad_clip, autocast_dtype(cfg.bf16, device))
-    lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
+    lengths = id_pair_lengths(pairs, data) if cfg.group_by_length else None
     batches = worker_batches(len(pairs), 0, cfg.seed, cfg.batch_size, cfg.grad_accum, 0, 1, lengths)
     model.train()
     loss_sum = torch.zeros(())
     usage = resource.getrusage(resource.RUSAGE_SELF)  # page faults and kernel time of the loop alone
     started = time.perf_counter()
     for micro_batches in batches:  # the loop's own step, on the same tokenised micro-batches
-        encoded = [encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device) for micro in micro_batches]
+        encoded = [encode_pairs([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device) for micro in micro_batches]
         loss_sum += train_step(model, encoded, optimizer, scheduler, settings)
     train_s = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)

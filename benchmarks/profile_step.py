@@ -48,7 +48,7 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
 
     from trainables.config import TrainConfig
     from trainables.data import worker_batches
-    from trainables.loop import encode, pair_lengths
+    from common import encode_pairs, id_pair_lengths
     from trainables.optim import build_optimizer, build_scheduler, parameter_groups
     from trainables.precision import autocast_dtype
 
@@ -68,7 +68,7 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
     forward_model = torch.compile(model, dynamic=True) if v.get("compile") else model
     dtype = autocast_dtype(cfg.bf16 if v["bf16"] is None else v["bf16"], device)
     autocast = torch.autocast("cpu", dtype=dtype) if dtype else nullcontext()
-    lengths = pair_lengths(pairs, data) if v["grouped"] else None
+    lengths = id_pair_lengths(pairs, data) if v["grouped"] else None
     # The same number of pairs whatever the batch size: WARMUP + `steps` batches of 16.
     wanted = (WARMUP + steps) * 16 // cfg.batch_size
     batches, epoch = [], 0
@@ -95,7 +95,7 @@ def run_variant(name: str, steps: int, threads: int, seed: int = 0) -> dict:
             inputs = tokenizer.pad([cache[i] for i in micro], return_tensors="pt")
             labels = torch.tensor([pairs[i].label for i in micro], dtype=torch.float32)
         else:
-            inputs, labels = encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
+            inputs, labels = encode_pairs([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
         t1 = time.perf_counter()
         with autocast:
             logits = forward_model(**inputs).logits.view(-1).float()

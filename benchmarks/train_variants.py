@@ -35,7 +35,7 @@ def train_variant(name: str, lr: float, epochs: int, threads: int) -> dict:
     from trainables.config import TrainConfig
     from trainables.data import steps_per_epoch, worker_batches
     from trainables.evaluate import candidates, mean_metrics, per_query_metrics, rerank_scores, to_run
-    from trainables.loop import encode, pair_lengths
+    from common import encode_pairs, id_pair_lengths
     from trainables.optim import build_scheduler, parameter_groups
 
     v = VARIANTS[name]
@@ -51,13 +51,13 @@ def train_variant(name: str, lr: float, epochs: int, threads: int) -> dict:
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_per_epoch(len(pairs), cfg.batch_size) * cfg.epochs)
     dtype = torch.bfloat16 if v.get("bf16") else None
     autocast = torch.autocast("cpu", dtype=dtype) if dtype else nullcontext()
-    lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
+    lengths = id_pair_lengths(pairs, data) if cfg.group_by_length else None
     train_s, trained, loss_sum, steps = 0.0, 0, 0.0, 0
     for epoch in range(cfg.epochs):
         model.train()
         started = time.perf_counter()
         for (micro,) in worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, 1, 0, 1, lengths):
-            inputs, labels = encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
+            inputs, labels = encode_pairs([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device)
             with autocast:
                 logits = model(**inputs).logits.view(-1).float()
             loss = F.binary_cross_entropy_with_logits(logits, labels)

@@ -58,7 +58,8 @@ def dev_per_query(model, tokenizer, config: dict) -> dict[str, dict[str, float]]
     from trainables.evaluate import candidates, per_query_metrics, rerank_scores, to_run
     from trainables.loop import load_trial_data
     cfg = TrainConfig.from_dict(config)
-    data, _, dev_qids = load_trial_data(cfg)
+    trial = load_trial_data(cfg)
+    data, dev_qids = trial.eval, trial.dev_qids
     pairs = candidates(data.run, dev_qids, cfg.rerank_depth)
     model.eval()
     scores = rerank_scores(model, tokenizer, pairs, data.queries, data.collection, cfg.max_length,
@@ -80,7 +81,8 @@ def run_theirs(config: dict, seed: int, threads: int, out_dir: Path) -> dict:
 
     cfg = TrainConfig.from_dict({**config, "seed": seed})
     torch.set_num_threads(threads)
-    data, pairs, _ = load_trial_data(cfg)  # exactly our pairs for this seed
+    trial = load_trial_data(cfg)
+    data, pairs = trial.eval, trial.id_pairs()  # exactly our pairs for this seed
     train = Dataset.from_dict({"query": [data.queries[p.qid] for p in pairs],
                                "passage": [data.collection[p.pid] for p in pairs],
                                "label": [p.label for p in pairs]})

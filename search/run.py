@@ -160,18 +160,22 @@ def apply_overrides(base: dict, assignments: list[str]) -> dict:
     return base
 
 
-def first_stage_dev_metrics(base: dict) -> dict:
-    """The first stage scored on the same dev queries and depth the trials rerank; loading the
-    data here also checks every file before Ray starts."""
+def first_stage_dev_metrics(base: dict, storage: Path) -> dict:
+    """Prepare the data once for every trial and worker (trainables/prepared.py: every file is
+    checked here, before Ray starts), and score the first stage on the dev queries and depth the
+    trials rerank. Sets base["prepared"]."""
     from trainables.config import TrainConfig
-    from trainables.data import RetrievalData, split_queries
+    from trainables.data import three_way_split
     from trainables.evaluate import candidates, score_run, to_run
+    from trainables.prepared import Prepared, prepare
     from trainables.triples import find_triples
     cfg = TrainConfig.from_dict(base)
-    data = RetrievalData.load(cfg.data_dir, cfg.run_file)
-    _, dev = split_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
     if cfg.training_data == "triples" and find_triples(cfg.data_dir) is None:
         raise UsageError(f"{cfg.data_dir}: --training-data triples, but there is no triples*.tsv")
+    prepared = Prepared(prepare(cfg.data_dir, cfg.run_file, storage / "prepared"))
+    base["prepared"] = str(prepared.folder)
+    _, dev, _ = three_way_split(prepared.view([]), cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
+    data = prepared.view(dev[:cfg.max_dev_queries])
     pairs = candidates(data.run, dev[:cfg.max_dev_queries], cfg.rerank_depth)
     return score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
 
@@ -295,11 +299,11 @@ def main(argv=None) -> dict:
     trials = args.trials or (2 if args.smoke_test else EMBEDDED_TRIALS if args.data is None else 20)
     run_file = ensure_first_stage(data_dir, storage)
     base = apply_overrides(trial_base(space, args, "(model)", data_dir, run_file, preset), args.set)
-    first_stage = first_stage_dev_metrics(base)
     check_batch_split(base, args.gpus_per_trial or args.workers_per_trial)
     uri = args.mlflow_uri or tracking.default_uri(storage)
     if args.mlflow_uri:
         tracking.check_reachable(uri)
+    first_stage = first_stage_dev_metrics(base, storage)  # the last check: it writes the prepared data
     storage.mkdir(parents=True, exist_ok=True)
     base["model"] = model = resolve_model(space, args, storage)
     try:

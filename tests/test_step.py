@@ -36,7 +36,9 @@ def one_step(rank, world_size, grad_accum, port, model_dir, out):
     model.eval()  # no dropout: the ranks' streams differ by design, the gradient must not
     ddp = DistributedDataParallel(model) if world_size > 1 else model
     micro = worker_batches(len(pairs), 0, 0, BATCH, grad_accum, rank, world_size)[0]
-    encoded = [encode([pairs[i] for i in m], data, tokenizer, 48, torch.device("cpu")) for m in micro]
+    texts = lambda m: ([data.queries[pairs[i].qid] for i in m], [data.collection[pairs[i].pid] for i in m],
+                       [pairs[i].label for i in m])
+    encoded = [encode(texts(m), tokenizer, 48, torch.device("cpu")) for m in micro]
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # the update is minus the gradient itself
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loss = train_step(ddp, encoded, optimizer, scheduler, StepSettings(BATCH, world_size))

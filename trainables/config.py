@@ -50,6 +50,9 @@ class TrainConfig:
     # training pairs and dev split. training_data: "judged" = judged positives + first-stage hard
     # negatives; "triples" = the data dir's triples*.tsv; "auto" = triples when there is a file.
     run_file: Optional[str] = None  # first-stage run; None: the one in data_dir
+    # The data dir prepared once (trainables/prepared.py), set by search.run; None or missing on
+    # this node: the worker prepares it into the system's temp dir itself.
+    prepared: Optional[str] = None
     training_data: str = "auto"
     max_triples: Optional[int] = None
     dev_fraction: float = 0.2

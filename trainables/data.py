@@ -7,8 +7,11 @@ file and line of the first malformed record.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from trainables.errors import UsageError
 
@@ -121,6 +124,12 @@ class RetrievalData:
     qrels: dict[str, dict[str, int]]
     run: dict[str, dict[str, float]]
     run_path: Path
+    # A prepared view holds some queries only (trainables/prepared.py): the split still draws from
+    # every judged, retrieved query of the whole data, which the view names here.
+    usable: list[str] | None = None
+
+    def judged_retrieved(self) -> list[str]:
+        return self.usable if self.usable is not None else sorted(set(self.qrels) & set(self.run))
 
     @classmethod
     def load(cls, directory, run_file=None) -> "RetrievalData":
@@ -185,7 +194,7 @@ def held_out_queries(data: RetrievalData, dev_fraction: float, seed: int, folds:
 
 def three_way_split(data: RetrievalData, dev_fraction: float, seed: int, folds: int = 0,
                     test_fold: int = 0) -> tuple[list[str], list[str], list[str]]:
-    usable = sorted(set(data.qrels) & set(data.run))
+    usable = list(data.judged_retrieved())
     random.Random(seed).shuffle(usable)
     test: list[str] = []
     if folds:
@@ -207,14 +216,15 @@ class Pair:
 
 
 def training_pairs(data: RetrievalData, qids: list[str], negatives_per_query: int, negative_depth: int,
-                   positive_level: int, graded: bool, seed: int) -> list[Pair]:
+                   positive_level: int, graded: bool, seed: int, top_grade: int | None = None) -> list[Pair]:
     """Judged positives plus first-stage hard negatives for each training query.
 
     Passages judged 0 < rel < positive_level are neither positive nor negative unless labels are
-    graded: in binary mode they are ambiguous, so they are left out.
+    graded: in binary mode they are ambiguous, so they are left out. top_grade: the highest grade
+    of the whole qrels (default: of data's).
     """
     rng = random.Random(seed)
-    top_grade = max(max(judged.values()) for judged in data.qrels.values()) or 1
+    top_grade = top_grade or max(max(judged.values()) for judged in data.qrels.values()) or 1
     pairs: list[Pair] = []
     for qid in qids:
         judged = data.qrels.get(qid, {})
@@ -244,6 +254,8 @@ def epoch_order(num_pairs: int, epoch: int, seed: int, lengths=None, batch_size:
     shuffled, so batch contents stay random while each batch pads to similar lengths."""
     # Distributed workers must agree: every rank draws the same permutation from (seed, epoch),
     # then takes its own slice of each batch, so no pair is seen twice in one step.
+    if num_pairs > PYTHON_SHUFFLE_MAX:
+        return large_epoch_order(num_pairs, seed * 100_003 + epoch, lengths, batch_size)
     rng = random.Random(seed * 100_003 + epoch)
     order = list(range(num_pairs))
     rng.shuffle(order)
@@ -258,6 +270,26 @@ def epoch_order(num_pairs: int, epoch: int, seed: int, lengths=None, batch_size:
     return [i for batch in full + rest for i in batch]
 
 
+# Up to this many pairs the order is Python's seeded shuffle (a few seconds and ~40 bytes a pair);
+# beyond, NumPy's PCG64 draws it as an int64 array in a fraction of the time and memory.
+PYTHON_SHUFFLE_MAX = 1 << 22
+
+
+def large_epoch_order(num_pairs: int, seed: int, lengths, batch_size: int) -> np.ndarray:
+    """epoch_order's contract for tens of millions of pairs, in NumPy."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(num_pairs)
+    if lengths is None:
+        return order
+    span = LENGTH_GROUP * batch_size
+    for start in range(0, num_pairs, span):
+        group = order[start:start + span]
+        order[start:start + span] = group[np.argsort(-np.asarray(lengths)[group], kind="stable")]
+    full = num_pairs // batch_size
+    batches = order[:full * batch_size].reshape(full, batch_size)[rng.permutation(full)]
+    return np.concatenate([batches.reshape(-1), order[full * batch_size:]])
+
+
 def worker_batches(num_pairs: int, epoch: int, seed: int, batch_size: int, grad_accum: int,
                    rank: int, world_size: int, lengths=None) -> list[list[list[int]]]:
     """For each optimiser step: this worker's micro-batches (lists of pair indices).
@@ -270,16 +302,30 @@ def worker_batches(num_pairs: int, epoch: int, seed: int, batch_size: int, grad_
     check_batch_split(batch_size, world_size, grad_accum)
     order = epoch_order(num_pairs, epoch, seed, lengths, batch_size)
     shares = split_sizes(batch_size, world_size)
-    begin, size = sum(shares[:rank]), shares[rank]
-    micro_sizes = split_sizes(size, grad_accum)
-    steps = []
-    for start in range(0, steps_per_epoch(num_pairs, batch_size) * batch_size, batch_size):
-        mine, micro = order[start + begin:start + begin + size], []
-        for length in micro_sizes:
-            micro.append(mine[:length])
-            mine = mine[length:]
-        steps.append(micro)
-    return steps
+    return Steps(order, batch_size, sum(shares[:rank]), split_sizes(shares[rank], grad_accum),
+                 range(steps_per_epoch(num_pairs, batch_size)))
+
+
+class Steps(Sequence):
+    """One worker's micro-batches for each step of an epoch, cut from the epoch order on demand
+    (a list of every step's index lists would cost more than the pairs at MS MARCO scale)."""
+
+    def __init__(self, order, batch_size: int, begin: int, micro_sizes: list[int], steps: range):
+        self.order, self.batch_size, self.begin, self.micro_sizes, self.steps = \
+            order, batch_size, begin, micro_sizes, steps
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Steps(self.order, self.batch_size, self.begin, self.micro_sizes, self.steps[index])
+        start = self.steps[index] * self.batch_size + self.begin
+        micro = []
+        for length in self.micro_sizes:
+            micro.append(list(self.order[start:start + length]))
+            start += length
+        return micro
 
 
 def split_sizes(total: int, parts: int) -> list[int]:

@@ -9,6 +9,7 @@ import json
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray.train
@@ -16,12 +17,10 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from cluster.cpu_priority import yield_to_this_trial
 from trainables.checkpoint import MODEL_DIR, TEST_PER_QUERY, load_state, save_checkpoint
 from trainables.rng import gather_rng_states, restore_rng, seed_rank
 from trainables.config import TrainConfig
-from trainables.data import (Pair, RetrievalData, split_queries, steps_per_epoch, three_way_split,
-                              training_pairs, worker_batches)
+from trainables.data import Pair, RetrievalData, steps_per_epoch, three_way_split, training_pairs, worker_batches
 from trainables.errors import UsageError
 from trainables.evaluate import candidates, mean_metrics
 from trainables.models import load_reranker, loadable_dir
@@ -31,7 +30,9 @@ from trainables.prefetch import ahead
 from trainables.scoring import evaluate_dev, evaluate_test
 from trainables.step import StepSettings, train_step
 from trainables.throughput import EpochMeter
-from trainables.triples import find_triples, read_triples, triple_pairs
+from trainables.pairs import from_judged, pair_lengths
+from trainables.prepared import Prepared, open_prepared
+from trainables.triples import triple_pairs
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -41,12 +42,11 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    if device.type == "cpu" and cfg.yield_ray_cpu:
-        yield_to_this_trial(torch.get_num_threads())  # Ray's processes stop preempting torch threads
     quiet_libraries()
 
     # Distributed workers must agree: same files, same seeded split, same pairs on every rank.
-    data, pairs, dev_qids = load_trial_data(cfg)
+    trial_data = load_trial_data(cfg)
+    data, pairs, dev_qids = trial_data.eval, trial_data.pairs, trial_data.dev_qids
     dev_pairs = candidates(data.run, dev_qids, cfg.rerank_depth)
     steps_each_epoch = steps_per_epoch(len(pairs), cfg.batch_size)
 
@@ -73,11 +73,11 @@ def train_loop_per_worker(config: dict) -> None:
         model = torch.compile(model, dynamic=True)  # dynamic: padded lengths vary from batch to batch
     autocast_dtype = choose_autocast(cfg.bf16, device)  # bf16 on GPUs and on CPUs with native bf16
     settings = StepSettings(cfg.batch_size, world_size, cfg.grad_clip, autocast_dtype)
-    lengths = pair_lengths(pairs, data) if cfg.group_by_length else None
+    lengths = trial_data.lengths() if cfg.group_by_length else None
     prefetch_depth = cfg.prefetch_steps if cfg.prefetch_steps is not None else (2 if device.type == "cuda" else 0)
 
     def encode_step(micro_batches):  # one optimiser step's micro-batches, tokenised and on the device
-        return [encode([pairs[i] for i in micro], data, tokenizer, cfg.max_length, device) for micro in micro_batches]
+        return [encode(trial_data.texts(micro), tokenizer, cfg.max_length, device) for micro in micro_batches]
 
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
@@ -123,39 +123,63 @@ def train_loop_per_worker(config: dict) -> None:
     meter.close()
 
 
-def load_trial_data(cfg: TrainConfig) -> tuple[RetrievalData, list[Pair], list[str]]:
-    """(data, training pairs, dev qids): a seeded split of the judged queries; pairs from the
-    data dir's triples or from judged positives + first-stage hard negatives of the train queries."""
-    data = RetrievalData.load(cfg.data_dir, cfg.run_file)
-    train_qids, dev_qids = split_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
-    train_qids, dev_qids = train_qids[:cfg.max_train_queries], dev_qids[:cfg.max_dev_queries]
-    triples_path = find_triples(cfg.data_dir) if cfg.training_data != "judged" else None
-    if cfg.training_data == "triples" and triples_path is None:
+@dataclass
+class TrialData:
+    """What one trial trains and scores on: training pairs as rows of the prepared tables, and the
+    dev and test queries (only those) as a RetrievalData for scoring."""
+
+    prepared: Prepared
+    pairs: object  # trainables.pairs.PairRows or TriplePairs
+    eval: RetrievalData
+    dev_qids: list[str]
+
+    def texts(self, indices) -> tuple[list[str], list[str], list[float]]:
+        q, p, labels = self.pairs.rows(indices)
+        return self.prepared.query_texts(q), self.prepared.passage_texts(p), labels.tolist()
+
+    def lengths(self):
+        return pair_lengths(self.pairs, self.prepared.lengths("queries"), self.prepared.lengths("passages"))
+
+    def id_pairs(self) -> list[Pair]:
+        """The pairs as (qid, pid, label) objects: for small data and tools outside the loop."""
+        q, p, labels = self.pairs.rows(range(len(self.pairs)))
+        return [Pair(*fields) for fields in zip(self.prepared.queries.column("qid").take(q).to_pylist(),
+                                                self.prepared.passages.column("pid").take(p).to_pylist(),
+                                                labels.tolist())]
+
+
+def load_trial_data(cfg: TrainConfig) -> TrialData:
+    """A seeded split of the judged queries; pairs from the data dir's triples or from judged
+    positives + first-stage hard negatives of the train queries."""
+    prepared = open_prepared(cfg.data_dir, cfg.run_file, cfg.prepared)
+    train_qids, dev_all, test = three_way_split(prepared.view([]), cfg.dev_fraction, cfg.split_seed, cfg.folds,
+                                                cfg.test_fold)
+    train_qids, dev_qids = train_qids[:cfg.max_train_queries], dev_all[:cfg.max_dev_queries]
+    has_triples = "triples" in prepared.tables
+    if cfg.training_data == "triples" and not has_triples:
         raise UsageError(f"{cfg.data_dir}: training_data='triples' but there is no triples*.tsv")
-    if triples_path:
+    if has_triples and cfg.training_data != "judged":
         # Every dev and test query (not only the first max_dev_queries) stays out of training.
-        _, dev_all, test = three_way_split(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
-        pairs = triple_pairs(read_triples(triples_path, data, cfg.max_triples), data, dev_all + test)
+        pairs = triple_pairs(prepared, dev_all + test, cfg.max_triples, cfg.split_seed)
+        view = prepared.view(dev_all + test)
     else:
-        pairs = training_pairs(data, train_qids, cfg.negatives_per_query, cfg.negative_depth,
-                               cfg.positive_level, cfg.graded_labels, cfg.seed)
-    return data, pairs, dev_qids
+        view = prepared.view(train_qids + dev_all + test)
+        pairs = from_judged(training_pairs(view, train_qids, cfg.negatives_per_query, cfg.negative_depth,
+                                           cfg.positive_level, cfg.graded_labels, cfg.seed, prepared.top_grade()),
+                            view.rows)
+    return TrialData(prepared, pairs, view, dev_qids)
 
 
-def encode(pairs, data: RetrievalData, tokenizer, max_length: int, device):
-    """Tokenise (query, passage) pairs, padded only to the longest in the batch."""
-    inputs = tokenizer([data.queries[p.qid] for p in pairs], [data.collection[p.pid] for p in pairs],
-                       padding=True, truncation="only_second", max_length=max_length, return_tensors="pt")
-    labels = torch.tensor([p.label for p in pairs], dtype=torch.float32)
+def encode(texts, tokenizer, max_length: int, device):
+    """Tokenise (queries, passages, labels), padded only to the longest in the batch."""
+    queries, passages, labels = texts
+    inputs = tokenizer(queries, passages, padding=True, truncation="only_second", max_length=max_length,
+                       return_tensors="pt")
+    labels = torch.tensor(labels, dtype=torch.float32)
     if device.type == "cuda":  # pinned host memory lets the copy overlap with the running step
         return ({k: v.pin_memory().to(device, non_blocking=True) for k, v in inputs.items()},
                 labels.pin_memory().to(device, non_blocking=True))
     return inputs.to(device), labels.to(device)
-
-
-def pair_lengths(pairs: list[Pair], data: RetrievalData) -> list[int]:
-    """Characters per (query, passage) pair: a cheap, rank-independent proxy for token count."""
-    return [len(data.queries[p.qid]) + len(data.collection[p.pid]) for p in pairs]
 
 
 def mean_over_workers(value: torch.Tensor, world_size: int) -> torch.Tensor:

@@ -68,10 +68,11 @@ def score_checkpoint(checkpoint_dir, config: dict) -> dict:
     import torch
 
     from trainables.checkpoint import MODEL_DIR, load_state
-    from trainables.data import RetrievalData
+    from trainables.data import three_way_split
     from trainables.errors import UsageError
     from trainables.models import load_reranker
     from trainables.precision import autocast_dtype
+    from trainables.prepared import open_prepared
     cfg = TrainConfig.from_dict(config)
     weight = load_state(checkpoint_dir)["metrics"].get("first_stage_weight", cfg.first_stage_weight)
     if weight is None:
@@ -79,5 +80,7 @@ def score_checkpoint(checkpoint_dir, config: dict) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer, model = load_reranker(Path(checkpoint_dir) / MODEL_DIR, cfg.attn_implementation)
     model.to(device)
-    data = RetrievalData.load(cfg.data_dir, cfg.run_file)
+    prepared = open_prepared(cfg.data_dir, cfg.run_file, cfg.prepared)
+    test = three_way_split(prepared.view([]), cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)[2]
+    data = prepared.view(test)
     return evaluate_test(model, tokenizer, data, cfg, device, autocast_dtype(cfg.bf16, device), 0, 1, weight)

@@ -1,16 +1,24 @@
 """MS MARCO training triples: `qid<TAB>pos_pid<TAB>neg_pid` (ids) or `query<TAB>positive<TAB>negative` (text).
 
-A data directory may hold one `triples*.tsv`. Id triples must name queries and passages of
-queries.tsv and collection.tsv; text triples bring their own texts, which get ids of their own
-("tq…" / "tp…") so they never collide with the collection's. Triples whose query is a dev query
-are dropped: the dev queries must stay unseen.
+A data directory may hold one `triples*.tsv`; trainables.prepared converts it once into integer
+rows of the prepared query and passage tables. Id triples must name queries and passages of
+queries.tsv and collection.tsv and are read by Arrow in blocks (tens of millions of lines);
+text triples bring their own texts, which get ids of their own ("tq…" / "tp…") so they never
+collide with the collection's. The first line decides the format of the file.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from trainables.data import Pair, RetrievalData, _lines
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trainables.data import _lines
 from trainables.errors import UsageError
+
+SHAPE = "expected 'qid<TAB>pos_pid<TAB>neg_pid' or three texts"
+FLUSH = 100_000  # new texts per append to the prepared tables
 
 
 def find_triples(directory) -> Path | None:
@@ -20,53 +28,95 @@ def find_triples(directory) -> Path | None:
     return found[0] if found else None
 
 
-def read_triples(path: Path, data: RetrievalData, limit: int | None = None) -> list[tuple[str, str, str]]:
-    """(qid, pos_pid, neg_pid) per line; text triples are added to data.queries / data.collection."""
-    triples: list[tuple[str, str, str]] = []
-    as_ids = None
-    text_ids: dict[tuple[str, str], str] = {}
+def fields_of(path: Path, number: int, line: str) -> list[str]:
+    fields = line.split("\t")
+    if len(fields) != 3 or not all(field.strip() for field in fields):
+        raise UsageError(f"{path}:{number}: {SHAPE}, got {line[:80]!r}")
+    return fields
 
-    def text_id(kind: str, text: str, table: dict) -> str:
+
+def prepare_triples(path: Path, queries, passages, qids: pa.Array, pids: pa.Array) -> pa.Table:
+    """The triples as (q, pos, neg) rows; text triples' texts are appended to `queries`/`passages`."""
+    first = next(_lines(path), None)
+    if first is None:
+        raise UsageError(f"{path}: no triples in file")
+    q, pos, neg = fields_of(path, *first)
+    as_ids = (pc.is_in(pa.array([q], pa.string()), value_set=qids)[0].as_py()
+              and pc.all(pc.is_in(pa.array([pos, neg], pa.string()), value_set=pids)).as_py())
+    return id_triples(path, qids, pids) if as_ids else text_triples(path, queries, passages)
+
+
+def id_triples(path: Path, qids: pa.Array, pids: pa.Array) -> pa.Table:
+    from trainables.prepared import stream_tsv
+    columns: dict[str, list] = {"q": [], "pos": [], "neg": []}
+    try:
+        for batch in stream_tsv(path, ["q", "pos", "neg"]):
+            for name, ids, value_set in zip(columns, batch.columns, (qids, pids, pids)):
+                rows = pc.index_in(ids, value_set=value_set)
+                if rows.null_count:
+                    raise ValueError("unknown id")
+                columns[name].append(rows.cast(pa.int32()))
+    except (pa.ArrowInvalid, ValueError):
+        first_bad_id_line(path, set(qids.to_pylist()), set(pids.to_pylist()))
+        raise UsageError(f"{path}: not a valid triples file") from None
+    return pa.table({name: pa.concat_arrays(parts) if parts else pa.array([], pa.int32())
+                     for name, parts in columns.items()})
+
+
+def first_bad_id_line(path: Path, qids: set, pids: set) -> None:
+    """Raise the file:line error of the first bad line (only ever called once one is known to exist)."""
+    for number, line in _lines(path):
+        fields = fields_of(path, number, line)
+        for field, known in zip(fields, (qids, pids, pids)):
+            if field not in known:
+                raise UsageError(f"{path}:{number}: id {field!r} is not in queries.tsv / collection.tsv")
+
+
+def text_triples(path: Path, queries, passages) -> pa.Table:
+    """Each distinct text one new row; ids count texts of both kinds in order of first sight."""
+    text_ids: dict[tuple[str, str], int] = {}
+    new = {"tq": ([], queries), "tp": ([], passages)}
+    base = {"tq": queries.rows, "tp": passages.rows}
+    count = {"tq": 0, "tp": 0}
+
+    def row(kind: str, text: str) -> int:
         key = (kind, text)
         if key not in text_ids:
-            text_ids[key] = f"{kind}{len(text_ids)}"
-            table[text_ids[key]] = text
+            new[kind][0].append((f"{kind}{len(text_ids)}", text))
+            text_ids[key] = base[kind] + count[kind]
+            count[kind] += 1
+            if len(new[kind][0]) >= FLUSH:
+                flush(*new[kind])
         return text_ids[key]
 
-    for number, line in _lines(path):
-        if limit is not None and len(triples) >= limit:
-            break
-        fields = line.split("\t")
-        if len(fields) != 3 or not all(field.strip() for field in fields):
-            raise UsageError(f"{path}:{number}: expected 'qid<TAB>pos_pid<TAB>neg_pid' or three texts, "
-                             f"got {line[:80]!r}")
-        ids = fields[0] in data.queries and fields[1] in data.collection and fields[2] in data.collection
-        if as_ids is None:
-            as_ids = ids  # the first line decides the format of the file
-        if as_ids and not ids:
-            unknown = next(f for f, table in zip(fields, (data.queries, data.collection, data.collection))
-                           if f not in table)
-            raise UsageError(f"{path}:{number}: id {unknown!r} is not in queries.tsv / collection.tsv")
-        if as_ids:
-            triples.append((fields[0], fields[1], fields[2]))
-        else:
-            triples.append((text_id("tq", fields[0], data.queries), text_id("tp", fields[1], data.collection),
-                            text_id("tp", fields[2], data.collection)))
-    if not triples:
-        raise UsageError(f"{path}: no triples in file")
-    return triples
+    triples = [(row("tq", q), row("tp", pos), row("tp", neg))
+               for number, line in _lines(path) for q, pos, neg in [fields_of(path, number, line)]]
+    for pending, table in new.values():
+        flush(pending, table)
+    q, pos, neg = (np.array(column, dtype=np.int32) for column in zip(*triples))
+    return pa.table({"q": q, "pos": pos, "neg": neg})
 
 
-def triple_pairs(triples, data: RetrievalData, dev_qids) -> list[Pair]:
-    """A positive and a negative pair per triple, leaving out every triple of a dev query
-    (matched by id, and by text for text triples)."""
-    dev_texts = {data.queries[q] for q in dev_qids}
-    dev_ids = set(dev_qids)
-    pairs = []
-    for qid, pos, neg in triples:
-        if qid in dev_ids or data.queries[qid] in dev_texts:
-            continue
-        pairs += [Pair(qid, pos, 1.0), Pair(qid, neg, 0.0)]
-    if not pairs:
-        raise UsageError("every training triple belongs to a dev query: nothing left to train on")
-    return pairs
+def flush(pending: list, table) -> None:
+    if pending:
+        table.append(pa.array([key for key, _ in pending], pa.string()),
+                     pa.array([text for _, text in pending], pa.string()))
+        pending.clear()
+
+
+def triple_pairs(prepared, excluded_qids, limit: int | None, seed: int):
+    """Pairs of every triple whose query is not excluded (dev and test queries, matched by id and,
+    for text triples, by text), at most `limit` triples as a seeded sample."""
+    from trainables.pairs import TriplePairs, kept_triples
+    table = prepared.tables.get("triples")
+    if table is None:
+        raise UsageError(f"{prepared.folder}: the prepared data has no triples")
+    q, pos, neg = (table.column(name).to_numpy() for name in ("q", "pos", "neg"))
+    excluded = pa.array(sorted(set(excluded_qids)), pa.string())
+    by_id = pc.index_in(excluded, value_set=prepared.queries.column("qid").combine_chunks())
+    texts = prepared.queries.column("text").take(pc.drop_null(by_id))
+    queried = np.unique(q)
+    same_text = pc.is_in(prepared.queries.column("text").take(pa.array(queried)), value_set=texts.combine_chunks()
+                         if isinstance(texts, pa.ChunkedArray) else texts)
+    rows = np.union1d(pc.drop_null(by_id).to_numpy(), queried[same_text.to_numpy(zero_copy_only=False)])
+    return TriplePairs(q, pos, neg, kept_triples(q, rows, limit, seed))

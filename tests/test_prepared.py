@@ -1,0 +1,111 @@
+"""trainables/prepared.py: the data dir validated once and memory-mapped by every process."""
+import multiprocessing as mp
+import os
+import shutil
+
+import pytest
+
+from tests.conftest import EMBEDDED
+from trainables.data import RetrievalData, read_collection
+from trainables.errors import UsageError
+from trainables.prepared import Prepared, prepare
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(EMBEDDED, copy)
+    return copy
+
+
+def test_a_view_holds_what_the_tsv_reading_holds_for_its_queries(tmp_path):
+    data = RetrievalData.load(EMBEDDED)
+    prepared = Prepared(prepare(EMBEDDED, cache_root=tmp_path))
+    qids = sorted(data.qrels)[:7]
+    view = prepared.view(qids)
+    assert view.queries == {q: data.queries[q] for q in qids}
+    assert view.qrels == {q: data.qrels[q] for q in qids} and view.run == {q: data.run[q] for q in qids}
+    assert set(view.collection) == {p for q in qids for p in [*data.run[q], *data.qrels[q]] if p in data.collection}
+    assert all(view.collection[p] == data.collection[p] for p in view.collection)
+    assert view.judged_retrieved() == data.judged_retrieved() == prepared.usable_qids()
+    assert prepared.lengths("passages").tolist() == [len(t) for t in read_collection(EMBEDDED / "collection.tsv").values()]
+
+
+def test_the_prepared_form_is_reused_and_an_edited_file_makes_a_new_one(data_dir, tmp_path):
+    first = prepare(data_dir, cache_root=tmp_path / "cache")
+    stamp = (first / "passages.arrow").stat().st_mtime_ns
+    assert prepare(data_dir, cache_root=tmp_path / "cache") == first
+    assert (first / "passages.arrow").stat().st_mtime_ns == stamp
+    text = (data_dir / "collection.tsv").read_text()
+    (data_dir / "collection.tsv").write_text(text.replace("\t", "\tedited ", 1))
+    second = prepare(data_dir, cache_root=tmp_path / "cache")
+    assert second != first and Prepared(second).passage_texts([0])[0].startswith("edited ")
+
+
+def test_a_truncated_copy_is_detected_and_rebuilt(data_dir, tmp_path):
+    folder = prepare(data_dir, cache_root=tmp_path / "cache")
+    size = (folder / "passages.arrow").stat().st_size
+    with open(folder / "passages.arrow", "r+b") as handle:
+        handle.truncate(size // 2)
+    assert prepare(data_dir, cache_root=tmp_path / "cache") == folder
+    assert (folder / "passages.arrow").stat().st_size == size
+    assert len(Prepared(folder).passages) == len(read_collection(data_dir / "collection.tsv"))
+
+
+def prepare_in_child(args):
+    data_dir, cache = args
+    return str(prepare(data_dir, cache_root=cache))
+
+
+def test_processes_preparing_the_same_data_at_once_end_with_one_good_copy(data_dir, tmp_path):
+    with mp.get_context("spawn").Pool(4) as pool:
+        folders = set(pool.map(prepare_in_child, [(data_dir, tmp_path / "cache")] * 4))
+    assert len(folders) == 1 and os.listdir(tmp_path / "cache") == [os.path.basename(folders.pop())]
+    assert Prepared(prepare(data_dir, cache_root=tmp_path / "cache")).usable_qids()
+
+
+@pytest.mark.parametrize("name,transform,needle", [
+    ("collection.tsv", lambda s: s.replace("\n", "\nno tab here\n", 1), "collection.tsv:2: expected 'pid<TAB>text'"),
+    ("collection.tsv", lambda s: s + s.splitlines()[0] + "\n", "duplicate pid"),
+    ("queries.tsv", lambda s: s.replace("\n", "\n\tno id\n", 1), "queries.tsv:2"),
+    ("run.bm25.trec", lambda s: s.split()[0] + " Q0 ghost 1 9.0 x\n" + s, "'ghost'"),
+])
+def test_bad_files_give_the_tsv_readers_file_line_errors_and_leave_nothing(data_dir, tmp_path, name, transform,
+                                                                           needle):
+    path = data_dir / name
+    path.write_text(transform(path.read_text()))
+    with pytest.raises(UsageError, match=needle):
+        prepare(data_dir, cache_root=tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_a_line_of_blanks_is_skipped_as_the_tsv_reader_skips_it(data_dir, tmp_path):
+    path = data_dir / "collection.tsv"
+    path.write_text(path.read_text().replace("\n", "\n   \n", 1))
+    prepared = Prepared(prepare(data_dir, cache_root=tmp_path / "cache"))
+    assert prepared.passages.column("pid").to_pylist() == list(read_collection(path))
+
+
+@pytest.mark.parametrize("which,folds", [("embedded", 0), ("dl20", 5)])
+def test_a_trial_trains_and_scores_on_exactly_what_the_tsv_reading_gave(which, folds, request, tmp_path):
+    """Regression: same split, same seed → the same pairs in the same order and the same dev and
+    test judgments, runs and texts as the TSV reading, hence the same metrics."""
+    from trainables.config import TrainConfig
+    from trainables.data import three_way_split, training_pairs
+    from trainables.loop import load_trial_data
+    from trainables.prepared import prepare
+    directory = EMBEDDED if which == "embedded" else request.getfixturevalue("dl20")
+    cfg = TrainConfig.from_dict({"model": "x", "data_dir": str(directory), "folds": folds, "seed": 3,
+                                 "prepared": str(prepare(directory, cache_root=tmp_path))})
+    trial = load_trial_data(cfg)
+    data = RetrievalData.load(directory)
+    train, dev, test = three_way_split(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
+    pairs = training_pairs(data, train, cfg.negatives_per_query, cfg.negative_depth, cfg.positive_level,
+                           cfg.graded_labels, cfg.seed)
+    assert trial.id_pairs() == pairs and trial.dev_qids == dev
+    assert trial.texts([0, 1]) == ([data.queries[p.qid] for p in pairs[:2]],
+                                   [data.collection[p.pid] for p in pairs[:2]], [p.label for p in pairs[:2]])
+    view = trial.eval
+    assert all(view.run[q] == data.run[q] and view.qrels[q] == data.qrels[q] for q in dev + test)
+    assert all(view.collection[p] == data.collection[p] for q in dev + test for p in data.run[q])
+    assert three_way_split(view, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold) == (train, dev, test)

@@ -1,0 +1,300 @@
+"""A data directory prepared once: Arrow files the driver and every worker memory-map, so start-up
+does not grow with the collection and all workers on a node share the passage text through the
+page cache.
+
+    <cache>/<dirname>-<key>/passages.arrow   pid, text, length   (collection rows, then text-triple texts)
+                            queries.arrow    qid, text, length   (queries.tsv rows, then text-triple queries)
+                            qrels.arrow      qid, q, pid, p, rel (q, p: rows; p = -1 for an unknown passage)
+                            run.arrow        qid, q, pid, p, score
+                            triples.arrow    q, pos, neg         (rows; absent without a triples file)
+                            manifest.json    written last: a folder without it is incomplete
+
+The key hashes each input file's path, size, mtime and first and last MiB, so an edited file makes
+a new folder. Every file is validated here once, with the same file:line errors as the TSV readers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from trainables import data as tsv
+from trainables.errors import UsageError
+
+FORMAT = 1
+TABLES = ("passages", "queries", "qrels", "run", "triples")
+SAMPLE = 1 << 20  # bytes hashed from each end of a file: cheap, and catches an edit that keeps size and mtime
+BLOCK = 16 << 20  # bytes per Arrow CSV block: bounds preparation memory whatever the collection's size
+
+
+def input_files(data_dir: Path, run_file) -> dict[str, Path]:
+    from trainables.triples import find_triples
+    files = {"collection": data_dir / "collection.tsv", "queries": data_dir / "queries.tsv",
+             "qrels": data_dir / "qrels.txt", "run": Path(run_file) if run_file else tsv.find_run_file(data_dir)}
+    triples = find_triples(data_dir)
+    if triples:
+        files["triples"] = triples
+    for path in files.values():
+        if not path.is_file():
+            raise UsageError(f"{path}: file not found")
+    return files
+
+
+def file_identity(path: Path) -> dict:
+    stat = path.stat()
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        digest.update(handle.read(SAMPLE))
+        if stat.st_size > 2 * SAMPLE:
+            handle.seek(-SAMPLE, os.SEEK_END)
+            digest.update(handle.read(SAMPLE))
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "sample_hash": digest.hexdigest()}
+
+
+def cache_key(identities: dict) -> str:
+    return hashlib.sha256(json.dumps([FORMAT, identities], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare(data_dir, run_file=None, cache_root=None) -> Path:
+    """The prepared folder for `data_dir` (and its first-stage run), built when missing or stale.
+
+    Built in a private temporary folder and renamed into place: two processes preparing the same
+    data at once both end with one complete copy."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UsageError(f"{data_dir}: data directory not found")
+    identities = {name: file_identity(path) for name, path in input_files(data_dir, run_file).items()}
+    root = Path(cache_root) if cache_root else Path(tempfile.gettempdir()) / "rerank-prepared"
+    target = root / f"{data_dir.resolve().name}-{cache_key(identities)}"
+    if is_complete(target, identities):
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        counts = build(tmp, {name: Path(i["path"]) for name, i in identities.items()})
+        sizes = {p.name: p.stat().st_size for p in tmp.glob("*.arrow")}
+        (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "inputs": identities, "counts": counts,
+                                                       "sizes": sizes}, indent=1))
+        if target.exists() and not is_complete(target, identities):
+            shutil.rmtree(target, ignore_errors=True)  # truncated or foreign: rebuilt
+        try:
+            tmp.rename(target)
+        except OSError:  # another process renamed its complete copy first
+            if not is_complete(target, identities):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def is_complete(folder: Path, identities: dict) -> bool:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (manifest.get("format") == FORMAT and manifest.get("inputs") == identities
+            and all((folder / name).is_file() and (folder / name).stat().st_size == size
+                    for name, size in manifest.get("sizes", {}).items()))
+
+
+def build(out: Path, files: dict[str, Path]) -> dict:
+    """Validate every input and write the Arrow files; returns row counts."""
+    passages = TextTable(out / "passages.arrow", "pid")
+    queries = TextTable(out / "queries.arrow", "qid")
+    pids = passages.add_tsv(files["collection"], "pid")
+    qids = queries.add_tsv(files["queries"], "qid")
+    qrels = tsv.read_qrels(files["qrels"])
+    run = tsv.read_run(files["run"])
+    check_references(qrels, run, qids, pids, files["run"])
+    write_table(out / "qrels.arrow", judgments_table(qrels, qids, pids, "rel"))
+    write_table(out / "run.arrow", judgments_table(run, qids, pids, "score"))
+    counts = {"passages": len(pids), "queries": len(qids), "qrels": sum(map(len, qrels.values())),
+              "run": sum(map(len, run.values()))}
+    if "triples" in files:
+        from trainables.triples import prepare_triples
+        triples = prepare_triples(files["triples"], queries, passages, qids, pids)
+        write_table(out / "triples.arrow", triples)
+        counts["triples"] = triples.num_rows
+    counts["passages"], counts["queries"] = passages.close(), queries.close()
+    return counts
+
+
+def check_references(qrels: dict, run: dict, qids: pa.Array, pids: pa.Array, run_path: Path) -> None:
+    """RetrievalData.check's rules, with Arrow's hash lookups instead of dicts of the collection."""
+    names = list(qrels)
+    missing = pc.invert(pc.is_in(pa.array(names, pa.string()), value_set=qids))
+    if pc.any(missing).as_py():
+        raise UsageError(f"qrels name query {names[pc.index(missing, True).as_py()]!r}, which is not in queries.tsv")
+    names = list(run)
+    missing = pc.invert(pc.is_in(pa.array(names, pa.string()), value_set=qids))
+    if pc.any(missing).as_py():
+        raise UsageError(f"{run_path}: query {names[pc.index(missing, True).as_py()]!r} is not in queries.tsv")
+    flat = pa.array([pid for scores in run.values() for pid in scores], pa.string())
+    missing = pc.invert(pc.is_in(flat, value_set=pids))
+    if pc.any(missing).as_py():
+        pid = flat[pc.index(missing, True).as_py()].as_py()
+        qid = next(q for q, scores in run.items() if pid in scores)
+        raise UsageError(f"{run_path}: passage {pid!r} (query {qid}) is not in collection.tsv")
+    if not set(qrels) & set(run):
+        raise UsageError(f"{run_path}: no query of the run has judgments in qrels.txt")
+
+
+def judgments_table(nested: dict, qids: pa.Array, pids: pa.Array, value: str) -> pa.Table:
+    """qrels or a run as rows: (qid, q, pid, p, value), in file order per query."""
+    qid_col = [q for q, inner in nested.items() for _ in inner]
+    pid_col = [p for inner in nested.values() for p in inner]
+    q = pc.fill_null(pc.index_in(pa.array(qid_col, pa.string()), value_set=qids), -1)
+    p = pc.fill_null(pc.index_in(pa.array(pid_col, pa.string()), value_set=pids), -1)
+    values = [v for inner in nested.values() for v in inner.values()]
+    kind = pa.int32() if value == "rel" else pa.float64()
+    return pa.table({"qid": pa.array(qid_col, pa.string()), "q": q.cast(pa.int32()),
+                     "pid": pa.array(pid_col, pa.string()), "p": p.cast(pa.int32()),
+                     value: pa.array(values, kind)})
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+class TextTable:
+    """An id/text Arrow file written in batches: the TSV's rows, then texts added by triples."""
+
+    def __init__(self, path: Path, key: str):
+        self.key, self.path = key, path
+        self.schema = pa.schema([(key, pa.string()), ("text", pa.string()), ("length", pa.int32())])
+        self.sink = pa.OSFile(str(path), "wb")
+        self.writer = pa.ipc.new_file(self.sink, self.schema)
+        self.rows = 0
+
+    def add_tsv(self, path: Path, what: str) -> pa.Array:
+        """Append every row of an `id<TAB>text` file; returns its ids. Any row Arrow's reader does not
+        take as it is goes through the reference reader, which names the file and line."""
+        ids = []
+        try:
+            for batch in stream_tsv(path, [self.key, "text"]):
+                key = pc.utf8_trim_whitespace(batch.column(0))
+                if pc.any(pc.equal(pc.utf8_length(key), 0)).as_py():
+                    raise ValueError("empty id")
+                self.append(key, batch.column(1))
+                ids.append(key)
+        except (pa.ArrowInvalid, ValueError):
+            return self.redo_with_reference_reader(path, what)
+        found = pa.chunked_array(ids, pa.string()).combine_chunks()
+        if len(found) == 0 or pc.count_distinct(found).as_py() != len(found):
+            return self.redo_with_reference_reader(path, what)
+        return found
+
+    def redo_with_reference_reader(self, path: Path, what: str) -> pa.Array:
+        texts = tsv._read_tsv_texts(path, what)  # raises the file:line error
+        self.writer.close()  # nothing bad found by it (e.g. a line of blanks): take its reading
+        self.sink.close()
+        self.sink = pa.OSFile(str(self.path), "wb")
+        self.writer, self.rows = pa.ipc.new_file(self.sink, self.schema), 0
+        keys = pa.array(list(texts), pa.string())
+        self.append(keys, pa.array(list(texts.values()), pa.string()))
+        return keys
+
+    def append(self, keys, texts) -> None:
+        lengths = pc.utf8_length(texts).cast(pa.int32())
+        self.writer.write_batch(pa.record_batch([keys, texts, lengths], schema=self.schema))
+        self.rows += len(keys)
+
+    def close(self) -> int:
+        self.writer.close()
+        self.sink.close()
+        return self.rows
+
+
+def stream_tsv(path: Path, names: list[str]):
+    """Record batches of a headerless, unquoted TSV; raises ArrowInvalid on a row of the wrong width."""
+    reader = pacsv.open_csv(
+        str(path), read_options=pacsv.ReadOptions(column_names=names, block_size=BLOCK, use_threads=False),
+        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                             strings_can_be_null=False, quoted_strings_can_be_null=False))
+    for batch in reader:
+        yield batch
+
+
+def open_prepared(data_dir, run_file=None, folder=None) -> "Prepared":
+    """The prepared form search.run made (folder), or one made here when it is absent on this node."""
+    if folder and (Path(folder) / "manifest.json").is_file():
+        return Prepared(folder)
+    return Prepared(prepare(data_dir, run_file))
+
+
+class Prepared:
+    """The prepared folder, memory-mapped: opening it reads no text."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        manifest = self.folder / "manifest.json"
+        if not manifest.is_file():
+            raise UsageError(f"{self.folder}: not a prepared data folder (no manifest.json)")
+        self.manifest = json.loads(manifest.read_text())
+        self.tables = {name: self._open(name) for name in TABLES if (self.folder / f"{name}.arrow").is_file()}
+        self.passages, self.queries = self.tables["passages"], self.tables["queries"]
+        self._usable = None
+
+    def _open(self, name: str) -> pa.Table:
+        return pa.ipc.open_file(pa.memory_map(str(self.folder / f"{name}.arrow"))).read_all()
+
+    def passage_texts(self, rows) -> list[str]:
+        return self.passages.column("text").take(pa.array(rows, pa.int64())).to_pylist()
+
+    def query_texts(self, rows) -> list[str]:
+        return self.queries.column("text").take(pa.array(rows, pa.int64())).to_pylist()
+
+    def usable_qids(self) -> list[str]:
+        """Queries both judged and retrieved: the ones that can be trained on or scored."""
+        if self._usable is None:
+            self._usable = self._judged_and_retrieved()
+        return self._usable
+
+    def top_grade(self) -> int:
+        return pc.max(self.tables["qrels"].column("rel")).as_py() or 1
+
+    def lengths(self, table: str) -> np.ndarray:
+        return self.tables[table].column("length").to_numpy()
+
+    def _judged_and_retrieved(self) -> list[str]:
+        judged = pc.unique(self.tables["qrels"].column("qid"))
+        retrieved = pc.unique(self.tables["run"].column("qid"))
+        return sorted(pc.filter(judged, pc.is_in(judged, value_set=retrieved)).to_pylist())
+
+    def view(self, qids) -> "tsv.RetrievalData":
+        """A RetrievalData of these queries alone: their texts, judgments, run, and the passages
+        those name. Evaluation and judged training pairs run on it as on the TSV reading."""
+        value_set = pa.array(sorted(set(qids)), pa.string())
+        qrels = self.tables["qrels"].filter(pc.is_in(self.tables["qrels"].column("qid"), value_set=value_set))
+        run = self.tables["run"].filter(pc.is_in(self.tables["run"].column("qid"), value_set=value_set))
+        nested_qrels, nested_run = nest(qrels, "rel"), nest(run, "score")
+        rows = np.unique(np.concatenate([run.column("p").to_numpy(), qrels.column("p").to_numpy()]))
+        rows = rows[rows >= 0]
+        collection = dict(zip(self.passages.column("pid").take(pa.array(rows)).to_pylist(),
+                              self.passage_texts(rows)))
+        q_rows = pc.index_in(value_set, value_set=self.queries.column("qid").combine_chunks())
+        known = pc.filter(q_rows, pc.is_valid(q_rows))
+        queries = dict(zip(self.queries.column("qid").take(known).to_pylist(), self.query_texts(known)))
+        view = tsv.RetrievalData(collection=collection, queries=queries, qrels=nested_qrels, run=nested_run,
+                                 run_path=Path(self.manifest["inputs"]["run"]["path"]), usable=self.usable_qids())
+        view.rows = {"q": dict(zip(queries, known.to_pylist())),
+                     "p": dict(zip(collection, rows.tolist()))}
+        return view
+
+
+def nest(table: pa.Table, value: str) -> dict:
+    nested: dict = {}
+    for qid, pid, v in zip(*(table.column(c).to_pylist() for c in ("qid", "pid", value))):
+        nested.setdefault(qid, {})[pid] = v
+    return nested
