@@ -6,6 +6,7 @@ Reads top to bottom: config → data → model (fresh or from checkpoint) → ep
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -36,6 +37,7 @@ from trainables.triples import triple_pairs
 
 
 def train_loop_per_worker(config: dict) -> None:
+    began = time.perf_counter()
     cfg = TrainConfig.from_dict(config)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -47,6 +49,7 @@ def train_loop_per_worker(config: dict) -> None:
     # Distributed workers must agree: same files, same seeded split, same pairs on every rank.
     trial_data = load_trial_data(cfg)
     data, pairs, dev_qids = trial_data.eval, trial_data.pairs, trial_data.dev_qids
+    data_ready = time.perf_counter() - began
     dev_pairs = candidates(data.run, dev_qids, cfg.rerank_depth)
     steps_each_epoch = steps_per_epoch(len(pairs), cfg.batch_size)
 
@@ -79,6 +82,9 @@ def train_loop_per_worker(config: dict) -> None:
     def encode_step(micro_batches):  # one optimiser step's micro-batches, tokenised and on the device
         return [encode(trial_data.texts(micro), tokenizer, cfg.max_length, device) for micro in micro_batches]
 
+    # benchmarks/scale.py reads this line: start-up must not grow with the collection
+    print(f"worker {rank}/{world_size}: data ready in {data_ready:.1f} s, first step after "
+          f"{time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
         meter.start_epoch()

@@ -18,7 +18,9 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,9 @@ def prepare(data_dir, run_file=None, cache_root=None) -> Path:
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    started = time.perf_counter()
+    print(f"preparing {data_dir} into {target} (once: later searches, trials and workers reuse it)",
+          file=sys.stderr)
     try:
         counts = build(tmp, {name: Path(i["path"]) for name, i in identities.items()})
         sizes = {p.name: p.stat().st_size for p in tmp.glob("*.arrow")}
@@ -93,6 +98,8 @@ def prepare(data_dir, run_file=None, cache_root=None) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"prepared in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()),
+          file=sys.stderr)
     return target
 
 
