@@ -303,9 +303,10 @@ def main(argv=None) -> dict:
     uri = args.mlflow_uri or tracking.default_uri(storage)
     if args.mlflow_uri:
         tracking.check_reachable(uri)
+    model = resolve_model(space, args, storage)
     first_stage = first_stage_dev_metrics(base, storage)  # the last check: it writes the prepared data
     storage.mkdir(parents=True, exist_ok=True)
-    base["model"] = model = resolve_model(space, args, storage)
+    base["model"] = model
     try:
         cluster = start_ray(args.address, args.full_ray_dashboard)
         cluster = resource_plan.wait_for_gpus(ray.cluster_resources, args.expect_gpus, args.expect_gpus_timeout)
