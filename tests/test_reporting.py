@@ -1,6 +1,15 @@
 """trainables.reporting: reports every eval_every steps and at epoch ends, and a trial interrupted
-mid-epoch (a worker that fails after a report) ends with the weights of
+mid-epoch (a worker that fails after a report; a worker killed for real) ends with the weights of
 an uninterrupted run: no pair repeated or skipped, dropout streams restored."""
+import glob
+import signal
+
+import glob
+import signal
+import threading
+import time
+
+import psutil
 import pytest
 import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -50,15 +59,31 @@ def fit(train_loop, cfg, storage, name):
     return trainer.fit()
 
 
+def BASE(model):  # 96 pairs, batch 8: 12 steps per epoch; linear schedule with warmup; the tiny BERT's dropout
+    return config(model, epochs=2, scheduler="linear", warmup_ratio=0.1)
+
+
+@pytest.fixture(scope="module")
+def steady(ray_local, tiny_bert, tmp_path_factory):
+    """The uninterrupted run, without eval_every: epoch ends only."""
+    result = fit(train_loop_per_worker, BASE(tiny_bert), tmp_path_factory.mktemp("steady"), "steady")
+    assert [m["epoch"] for _, m in result.best_checkpoints] == [1, 2]
+    return result
+
+
 def weights(result) -> dict:
     with result.checkpoint.as_directory() as directory:
         return load_file(f"{directory}/model/model.safetensors")
 
 
-def test_a_worker_failing_mid_epoch_resumes_at_its_step_with_the_same_result(ray_local, tiny_bert, tmp_path):
-    # 96 pairs, batch 8: 12 steps per epoch; a linear schedule with warmup, and the tiny BERT's dropout.
-    base = config(tiny_bert, epochs=2, scheduler="linear", warmup_ratio=0.1)
-    steady = fit(train_loop_per_worker, base, tmp_path, "steady")  # no eval_every: epoch ends only
+def assert_same_weights(final: dict, expected: dict) -> None:
+    """Mid-epoch reports and the resume changed no training step."""
+    assert final.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(final[name], tensor, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_a_worker_failing_mid_epoch_resumes_at_its_step_with_the_same_result(ray_local, tiny_bert, steady, tmp_path):
     marker = tmp_path / "failed-once"
 
     def fail_once_after_step_20(cfg):  # defined here, so Ray ships it by value to its worker
@@ -73,14 +98,33 @@ def test_a_worker_failing_mid_epoch_resumes_at_its_step_with_the_same_result(ray
         ray.train.report = report_then_fail  # Ray's report, with a failure injected after it
         train_loop_per_worker(cfg)
 
-    resumed = fit(fail_once_after_step_20, {**base, "eval_every": 4}, tmp_path, "resumed")
+    resumed = fit(fail_once_after_step_20, {**BASE(tiny_bert), "eval_every": 4}, tmp_path, "resumed")
     assert marker.exists() and resumed.error is None
     reports = sorted((m["step"], m["epoch"]) for _, m in resumed.best_checkpoints)
     # Once each: a restart from scratch would report steps 4-20 again.
     assert reports == [(s, s // 12 if s % 12 == 0 else s / 12) for s in (4, 8, 12, 16, 20, 24)]
-    assert [m["epoch"] for _, m in steady.best_checkpoints] == [1, 2]
-    final, expected = weights(resumed), weights(steady)
-    assert final.keys() == expected.keys()
-    for name, tensor in expected.items():  # mid-epoch reports and the resume changed no step
-        torch.testing.assert_close(final[name], tensor, rtol=1e-6, atol=1e-7, msg=name)
+    assert_same_weights(weights(resumed), weights(steady))
 
+
+def kill_worker_after_first_checkpoint(storage, name) -> threading.Thread:
+    """SIGKILL this test's Ray Train worker once the run's first checkpoint is in storage."""
+    def watch():
+        while not glob.glob(str(storage / name / "checkpoint_*")):
+            time.sleep(0.2)
+        while not (workers := [p for p in psutil.Process().children(recursive=True)
+                               if "RayTrainWorker" in " ".join(p.cmdline())]):
+            time.sleep(0.2)
+        workers[0].send_signal(signal.SIGKILL)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_killed_worker_resumes_mid_epoch_with_the_same_result(ray_local, tiny_bert, steady, tmp_path):
+    killer = kill_worker_after_first_checkpoint(tmp_path, "killed")
+    resumed = fit(train_loop_per_worker, {**BASE(tiny_bert), "eval_every": 5}, tmp_path, "killed")
+    assert not killer.is_alive() and resumed.error is None
+    steps = [m["step"] for _, m in resumed.best_checkpoints]
+    assert sorted(set(steps)) == [5, 10, 12, 15, 20, 24], steps
+    assert steps.count(5) == 1, steps  # a restart from scratch would report step 5 again
+    assert_same_weights(weights(resumed), weights(steady))
