@@ -26,15 +26,15 @@ class Trial:
     status: str
     params: dict[str, str]
     tags: dict[str, str]
-    history: dict[str, list[tuple[int, float]]]  # metric -> [(epoch, value)], epochs ascending
+    history: dict[str, list[tuple[float, float]]]  # metric -> [(epoch, value)], epochs ascending, fractional mid-epoch
 
     @property
     def optimizer(self) -> str:
         return self.params.get("optimizer", "?")
 
     @property
-    def epochs(self) -> int:
-        """The highest epoch with a dev score: below the search's epochs when ASHA stopped the trial.
+    def epochs(self) -> int | float:
+        """The highest epoch with a dev score (fractional for a trial stopped mid-epoch): below the search's epochs when ASHA stopped the trial.
         Not a count of logged epochs: a resumed trial may miss one or log its last one twice."""
         return max((epoch for epoch, _ in self.history.get("ndcg_at_10", [])), default=0)
 
@@ -42,7 +42,7 @@ class Trial:
         values = self.history.get(metric)
         return values[-1][1] if values else None
 
-    def best_epoch(self, metric: str = "ndcg_at_10") -> tuple[int, float] | None:
+    def best_epoch(self, metric: str = "ndcg_at_10") -> tuple[int | float, float] | None:
         values = self.history.get(metric)
         return max(values, key=lambda pair: pair[1]) if values else None
 
@@ -156,10 +156,21 @@ def _per_query(client: MlflowClient, run_id: str) -> dict[str, dict[str, float]]
     return {str(qid): {name: float(value) for name, value in scores.items()} for qid, scores in raw.items()}
 
 
+def by_epoch(history: dict[str, list[tuple[int, float]]]) -> dict[str, list[tuple[float, float]]]:
+    """A trial with eval_every logs at optimiser steps, with its `epoch` metric beside: key every
+    metric by that epoch (fractional mid-epoch), as the trials without eval_every are."""
+    epochs = {step: int(epoch) if epoch == int(epoch) else epoch for step, epoch in history.get("epoch", [])}
+    return {key: [(epochs[step], value) for step, value in values if step in epochs]
+            for key, values in history.items()}
+
+
 def _trial(client: MlflowClient, run) -> Trial:
-    tags = run.data.tags
+    tags, params = run.data.tags, dict(run.data.params)
+    history = _history(client, run)
+    if params.get("eval_every", "None") != "None":
+        history = by_epoch(history)
     return Trial(run.info.run_id, tags.get("trial_id", run.info.run_id[:8]), run.info.status,
-                 dict(run.data.params), dict(tags), _history(client, run))
+                 params, dict(tags), history)
 
 
 def _rerun(client: MlflowClient, run) -> Rerun:

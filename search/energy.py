@@ -1,5 +1,5 @@
 """A seed rerun's total GPU energy: Ray Train returns the last report only, and energy_kj is
-logged per epoch, so the reports are summed as they arrive."""
+logged per report (since the previous one), so the reports are summed as they arrive."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from ray.train import UserCallback
 
 
 class EpochEnergy(UserCallback):
-    """Keeps {epoch: energy_kj} of every report in a JSON file. Ray Train runs this on its
+    """Keeps {step: energy_kj} of every report in a JSON file. Ray Train runs this on its
     controller, which sits on the driver's node, so the driver reads the file back."""
 
     def __init__(self, path: Path):
@@ -20,7 +20,8 @@ class EpochEnergy(UserCallback):
         if not isinstance(first.get("energy_kj"), (int, float)):
             return
         seen = read(self.path)
-        seen[str(first.get("epoch", len(seen) + 1))] = float(first["energy_kj"])  # a re-reported epoch counts once
+        # Keyed by optimiser step, unique per report: a report made again after a restart counts once.
+        seen[str(first.get("step", first.get("epoch", len(seen) + 1)))] = float(first["energy_kj"])
         Path(self.path).write_text(json.dumps(seen))
 
 
@@ -29,6 +30,6 @@ def read(path) -> dict[str, float]:
 
 
 def total_energy_kj(path) -> float | None:
-    """Sum over the epochs reported; None when no epoch had a GPU energy reading."""
+    """Sum over the reports; None when no report had a GPU energy reading."""
     seen = read(path)
     return sum(seen.values()) if seen else None

@@ -127,7 +127,7 @@ def train_and_test(config: dict, resources, storage: Path, name: str) -> dict:
         raise RuntimeError(f"rerun {name} failed: {result.error}")
     with result.checkpoint.as_directory() as directory:
         per_query = json.loads((Path(directory) / TEST_PER_QUERY).read_text())
-    energy = total_energy_kj(energy_file)  # every epoch's, as Table I reports energy per training run
+    energy = total_energy_kj(energy_file)  # every report's, as Table I reports energy per training run
     return {**result.metrics, "test_per_query": per_query, **({"energy_kj": energy} if energy is not None else {})}
 
 
@@ -139,8 +139,10 @@ def log_rerun(client, experiment_id: str, plan: Plan, metrics: dict) -> str:
         **({"reused_checkpoint": plan.checkpoint} if plan.checkpoint else {})})
     run_id = run.info.run_id
     from mlflow.entities import Metric, Param
+    # MLflow's step as a trial's: the optimiser step with eval_every, else the epoch.
+    step = int(metrics["step"]) if config.get("eval_every") and "step" in metrics else config["epochs"]
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in config.items()], metrics=[
-        Metric(k, float(v), 0, config["epochs"]) for k, v in metrics.items()
+        Metric(k, float(v), 0, step) for k, v in metrics.items()
         if (k.startswith("test_") and isinstance(v, (int, float))) or k in ("gpu_util_mean", "energy_kj", "ndcg_at_10")])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PER_QUERY_ARTIFACT
@@ -171,14 +173,20 @@ def main(argv=None) -> list[dict]:
     add_ray_arguments(parser)
     parser.add_argument("--gpus-per-trial", type=int, default=None)
     parser.add_argument("--workers-per-trial", type=int, default=None)
+    parser.add_argument("--eval-every", type=int, default=None, metavar="N",
+                        help="checkpoint (and report) every N optimiser steps, so a failed worker resumes mid-epoch "
+                             "(default: as the trial was searched)")
     args = parser.parse_args(argv)
     if args.seeds < 0:
         raise UsageError("--seeds must be >= 0 (0: score the trials' own checkpoints only)")
+    if args.eval_every is not None and args.eval_every < 1:
+        raise UsageError("--eval-every must be >= 1")
     storage = args.storage.resolve()
     uri = args.mlflow_uri or tracking.default_uri(storage)
     experiment = load_experiment(uri, args.experiment)
     chosen = best_configs(experiment, set(args.space), args.allow_joint_study)
-    plans = plan_reruns(chosen, args.seeds, lambda params: TrainConfig.from_params(params).to_dict())
+    every = {"eval_every": args.eval_every} if args.eval_every else {}  # reports change no training step
+    plans = plan_reruns(chosen, args.seeds, lambda params: {**TrainConfig.from_params(params).to_dict(), **every})
     reused = sum(p.checkpoint is not None for p in plans)
     print(f"{len(plans) - reused} rerun(s) to train, {reused} trial checkpoint(s) to score", file=sys.stderr)
     if not plans:

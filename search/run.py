@@ -38,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"trials to run, per optimizer with --compare-optimizers (default 20; "
                              f"{EMBEDDED_TRIALS} on the embedded data)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (ASHA's max_t)")
+    parser.add_argument("--eval-every", type=int, default=None, metavar="N",
+                        help="also evaluate, checkpoint and report every N optimiser steps; ASHA then counts steps "
+                             "(default: at epoch ends only)")
     parser.add_argument("--compare-optimizers", action="store_true",
                         help="one study per optimizer with equal budgets (its own Optuna TPE each)")
     parser.add_argument("--searcher", choices=("tpe", "random"), default="tpe",
@@ -75,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true",
                         help="finish this experiment's last search (same flags as recorded) after a crash")
     args = parser.parse_args(argv)
-    for name in ("trials", "epochs", "max_triples"):
+    for name in ("trials", "epochs", "max_triples", "eval_every"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
@@ -142,6 +145,8 @@ def trial_base(space, args, model: str, data_dir: Path, run_file: str | None, pr
         base.update(SMOKE_SETTINGS)
     if args.epochs:
         base["epochs"] = args.epochs
+    if args.eval_every:  # absent otherwise: trials without it log exactly what they always did
+        base["eval_every"] = args.eval_every
     return base
 
 
@@ -178,6 +183,18 @@ def first_stage_dev_metrics(base: dict, storage: Path) -> dict:
     data = prepared.view(dev[:cfg.max_dev_queries])
     pairs = candidates(data.run, dev[:cfg.max_dev_queries], cfg.rerank_depth)
     return score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
+
+
+def trial_steps(base: dict) -> int | None:
+    """A whole trial's optimiser steps, ASHA's budget when trials report every eval_every steps
+    (None without eval_every). It needs the number of training pairs: the prepared data's, memory-mapped."""
+    from trainables.config import TrainConfig
+    from trainables.loop import load_trial_data
+    from trainables.reporting import total_steps
+    cfg = TrainConfig.from_dict(base)
+    if cfg.eval_every is None:
+        return None
+    return total_steps(len(load_trial_data(cfg).pairs), cfg.batch_size, cfg.epochs)
 
 
 def check_batch_split(base: dict, workers: int | None) -> None:
@@ -222,7 +239,7 @@ def interrupt_on_sigterm() -> None:
 
 
 def run_studies(space, args, base, preset, resources, trials, storage, client, uri, experiment_id, record,
-                first_stage) -> list[dict]:
+                first_stage, steps) -> list[dict]:
     """One study (all optimizers), or one per optimizer with --compare-optimizers; finished studies
     of a resumed search are not run again."""
     from search import study as studies
@@ -237,7 +254,7 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
             continue
         references = [c for c in (preset.reference[space.name] if preset else []) if c["optimizer"] in optimizers]
         study = studies.Study(optimizers=optimizers, trials=trials, references=references, seed=args.seed,
-                              max_failures=args.max_failures, searcher=args.searcher,
+                              max_failures=args.max_failures, searcher=args.searcher, total_steps=steps,
                               tune_name=entry["tune_name"] if entry else f"{record['experiment']}-{record['stamp']}-{key}")
         if entry:
             client.update_run(entry["parent_run_id"], status="RUNNING")
@@ -305,6 +322,7 @@ def main(argv=None) -> dict:
         tracking.check_reachable(uri)
     model = resolve_model(space, args, storage)
     first_stage = first_stage_dev_metrics(base, storage)  # the last check: it writes the prepared data
+    steps = trial_steps(base)
     storage.mkdir(parents=True, exist_ok=True)
     base["model"] = model
     try:
@@ -321,14 +339,15 @@ def main(argv=None) -> dict:
             for entry in previous["studies"].values():
                 tracking.close_search(client, experiment_id, entry["parent_run_id"])
         record = previous if args.resume else search_record.new(experiment, argv if argv is not None else sys.argv[1:])
+        pace = f" ({steps} steps, a report every {base['eval_every']})" if steps else ""
         print(f"space {space.name}: {'2 studies' if args.compare_optimizers else '1 study'} × {trials} trials × "
-              f"{base['epochs']} epochs, model {model}, data {data_dir}; {resources.num_workers} worker(s) per "
+              f"{base['epochs']} epochs{pace}, model {model}, data {data_dir}; {resources.num_workers} worker(s) per "
               f"trial ({'GPU' if resources.use_gpu else 'CPU'}, {resources.cpus_per_worker} CPU each), "
               f"{resources.concurrency} at a time", file=sys.stderr)
         interrupt_on_sigterm()
         try:
             summaries = run_studies(space, args, base, preset, resources, trials, storage, client, uri,
-                                    experiment_id, record, first_stage)
+                                    experiment_id, record, first_stage, steps)
         finally:
             if record["status"] == "RUNNING":  # an exception or Ctrl-C left it unfinished
                 record["status"] = "INTERRUPTED"

@@ -4,7 +4,7 @@ ASHA compares trials at rungs; a rung early in a schedule still near its peak lr
 optimizer starts fast, so the first rung sits at half the budget or later. A trial ASHA stops there
 is told to Optuna as PRUNED: OptunaSearch would tell it COMPLETE with its last score, and TPE would
 learn from a cut-short score as if it were final. Both work in whatever unit the study reports
-(time_attr), epochs today.
+(time_attr): epochs, or optimiser steps when trials report every eval_every steps.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ REDUCTION_FACTOR = 2
 
 
 def grace_period(max_t: int) -> int:
-    """At least half the budget, rounded up: 3 epochs give a first rung at epoch 2."""
+    """At least half the budget, rounded up: 3 epochs give a first rung at epoch 2, 1001 steps at step 501."""
     return max(1, math.ceil(max_t / 2))
 
 

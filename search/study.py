@@ -3,7 +3,7 @@ mirrored into one MLflow parent run with a child run per trial. Fresh or resumed
 
 A resumed study is restored with Tuner.restore, which brings back Tune's trial table, the
 Optuna searcher's history and the MLflow callback (pickled with the Tuner); unfinished trials
-continue from their last epoch checkpoint.
+continue from their last checkpoint (an epoch end, or with eval_every a step mid-epoch).
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from search import tracking
 
 METRIC, MODE = "ndcg_at_10", "max"
 # "epoch", not training_iteration: a resumed trial restarts Tune's iteration count, while its
-# reported epoch continues from the checkpoint.
+# reported epoch continues from the checkpoint. With eval_every, trials report mid-epoch and
+# ASHA counts optimiser steps ("step") instead.
 TIME_ATTR = "epoch"
 SUMMARY_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "pairs_per_s")
 
@@ -30,6 +31,15 @@ class Study:
     seed: int
     max_failures: int
     searcher: str = "tpe"  # "tpe": Optuna TPE + ASHA; "random": random sampling, every trial runs all epochs
+    total_steps: int | None = None  # optimiser steps of a whole trial: the budget when base sets eval_every
+
+
+def budget(base: dict, total_steps: int | None) -> tuple[str, int]:
+    """(time_attr, max_t) of ASHA and the searcher: epochs, or optimiser steps when trials report
+    every eval_every steps (an epoch-end rung would come hours late on MS MARCO)."""
+    if base.get("eval_every"):
+        return "step", total_steps
+    return TIME_ATTR, base["epochs"]
 
 
 def build_tuner(space, study: Study, base: dict, resources, storage: Path, callbacks):
@@ -50,14 +60,15 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
     else:
         sampler = TPESampler(seed=study.seed, n_startup_trials=min(10, max(2, study.trials // 2)))
         # First rung at half the budget or later (search/searcher.py).
-        scheduler = early_stopping(METRIC, MODE, TIME_ATTR, base["epochs"])
+        scheduler = early_stopping(METRIC, MODE, *budget(base, study.total_steps))
     # ASHA-stopped trials reach TPE as PRUNED, not as finished scores.
+    time_attr, max_t = budget(base, study.total_steps)
     searcher = PrunedAwareOptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, sampler=sampler,
-                                       points_to_evaluate=study.references or None, time_attr=TIME_ATTR,
-                                       max_t=base["epochs"])
+                                       points_to_evaluate=study.references or None, time_attr=time_attr,
+                                       max_t=max_t)
     reporter = tune.CLIReporter(
         parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
-        metric_columns=["epoch", "ndcg_at_10", "map", "mrr_at_10", "train_loss", "pairs_per_s"],
+        metric_columns=["epoch", "step", "ndcg_at_10", "map", "mrr_at_10", "train_loss", "pairs_per_s"],
         max_report_frequency=30)
     return tune.Tuner(
         trainable(base, resources, str((storage / "trials").resolve()), study.max_failures),

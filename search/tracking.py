@@ -1,8 +1,9 @@
 """MLflow bookkeeping, done by the driver: one parent run per search, one child run per trial.
 
-The driver sees every trial's start, per-epoch result, end and error through Tune's callbacks,
-so a trial whose workers are killed still has its run closed with the right status; runs left
-RUNNING by a driver that was killed are closed on the next run of that experiment (--resume or not).
+The driver sees every trial's start, every report (per epoch, or every eval_every steps), end and
+error through Tune's callbacks, so a trial whose workers are killed still has its run closed with the
+right status; runs left RUNNING by a driver that was killed are closed on the next run of that
+experiment (--resume or not). MLflow's metric step is the epoch, or with eval_every the optimiser step.
 """
 from __future__ import annotations
 
@@ -115,11 +116,20 @@ class TrialRuns(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self.run_id(trial)
 
+    def mlflow_step(self, result: dict) -> int:
+        """The optimiser step with eval_every (mid-epoch reports, with a fractional `epoch` metric
+        beside), else the epoch, as before eval_every existed."""
+        if self.fixed_params.get("eval_every"):
+            return int(result["step"])
+        return int(result.get("epoch", result.get("training_iteration", 0)))
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id, epoch = self.run_id(trial), int(result.get("epoch", result.get("training_iteration", 0)))
-        for name in EPOCH_METRICS:
+        run_id, step = self.run_id(trial), self.mlflow_step(result)
+        epoch = result.get("epoch", step)
+        names = EPOCH_METRICS + (("epoch",) if self.fixed_params.get("eval_every") else ())
+        for name in names:
             if isinstance(result.get(name), (int, float)):
-                self.client.log_metric(run_id, name, float(result[name]), step=epoch)
+                self.client.log_metric(run_id, name, float(result[name]), step=step)
         if isinstance(result.get("gpu"), str):  # the GPU's name, or "none: <why there are no GPU metrics>"
             self.client.set_tag(run_id, "gpu", result["gpu"])
         if "checkpoint_path" in result:

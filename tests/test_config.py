@@ -23,7 +23,7 @@ def test_missing_required_key():
 
 @pytest.mark.parametrize("key,value", [("optimizer", "sgd"), ("scheduler", "step"), ("lr", 0.0),
                                        ("warmup_ratio", 1.0), ("batch_size", 0), ("beta2", 1.5),
-                                       ("dev_fraction", 0.0)])
+                                       ("dev_fraction", 0.0), ("eval_every", 0)])
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(UsageError, match=repr(key)):
         TrainConfig.from_dict({**BASE, key: value})

@@ -36,3 +36,31 @@ def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
     assert told == {0.9: TrialState.COMPLETE, 0.1: TrialState.PRUNED, 0.3: TrialState.PRUNED, 0.8: TrialState.COMPLETE}
     complete = searcher._ot_study.get_trials(states=(TrialState.COMPLETE,))
     assert sorted(t.value for t in complete) == [0.8, 0.9]  # TPE's finished scores hold no cut-short one
+
+
+def test_with_eval_every_asha_counts_optimiser_steps_from_half_the_steps(ray_local, tmp_path):
+    import optuna
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search.study import budget
+    assert budget({"epochs": 2}, None) == ("epoch", 2)  # without eval_every: as before
+    time_attr, max_t = budget({"epochs": 2, "eval_every": 5}, total_steps=24)  # 12 steps per epoch
+    assert (time_attr, max_t) == ("step", 24)
+    scheduler = early_stopping("ndcg_at_10", "max", time_attr, max_t)
+    assert grace_period(max_t) == 12  # ⌈24 / 2⌉ steps: the one rung sits at step 12
+
+    def stepwise_score(config):  # reports as the loop does with eval_every 5: steps 5, 10, 12, 15, 20, 24
+        for step in (5, 10, 12, 15, 20, 24):
+            tune.report({"step": step, "epoch": step / 12, "ndcg_at_10": config["x"]})
+
+    points = [{"x": 0.9}, {"x": 0.1}, {"x": 0.3}, {"x": 0.8}]
+    searcher = PrunedAwareOptunaSearch(space={"x": optuna.distributions.FloatDistribution(0, 1)},
+                                       metric="ndcg_at_10", mode="max", points_to_evaluate=points,
+                                       time_attr=time_attr, max_t=max_t)
+    results = tune.Tuner(stepwise_score, tune_config=tune.TuneConfig(
+        num_samples=len(points), search_alg=ConcurrencyLimiter(searcher, max_concurrent=1), scheduler=scheduler),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert {r.config["x"]: r.metrics["step"] for r in results} == {0.9: 24, 0.1: 12, 0.3: 12, 0.8: 24}
+    told = {t.params["x"]: t.state for t in searcher._ot_study.trials}
+    assert told == {0.9: TrialState.COMPLETE, 0.1: TrialState.PRUNED, 0.3: TrialState.PRUNED, 0.8: TrialState.COMPLETE}

@@ -1,7 +1,8 @@
-"""Epoch checkpoints: `model/` (save_pretrained: safetensors + tokenizer) and `state.pt`.
+"""Checkpoints (each epoch end, and every eval_every steps): `model/` (save_pretrained:
+safetensors + tokenizer) and `state.pt`.
 
 `model/` loads as it is with transformers or sentence-transformers' CrossEncoder. `state.pt`
-holds the optimiser, scheduler, step, epoch, every rank's RNG states (CPU and CUDA) and the epoch's
+holds the optimiser, scheduler, step, epoch and epoch_step (trainables/reporting.py), every rank's RNG states (CPU and CUDA) and the epoch's
 reported metrics; it is read with weights_only=True so a checkpoint can never run code.
 """
 from __future__ import annotations

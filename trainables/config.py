@@ -68,6 +68,9 @@ class TrainConfig:
     # evaluation
     rerank_depth: int = 100
     eval_batch_size: int = 64
+    # Also report (dev metrics + checkpoint) every this many optimiser steps, so ASHA and a resume act
+    # mid-epoch (MS MARCO's epochs take hours); None: at epoch ends only.
+    eval_every: Optional[int] = None
     # Reranked score = w·first stage + (1 − w)·model, each min-max normalised per query; None: choose w
     # on the dev queries each epoch (the test fold then uses the dev choice). 0: the model alone.
     first_stage_weight: Optional[float] = 0.0
@@ -112,6 +115,7 @@ class TrainConfig:
         need(self.first_stage_weight is None or 0 <= self.first_stage_weight <= 1, "first_stage_weight",
              "must be in [0, 1], or null to choose it on dev")
         need(not self.evaluate_test or self.folds >= 2, "evaluate_test", "needs folds >= 2 (a held-out test fold)")
+        need(self.eval_every is None or self.eval_every >= 1, "eval_every", "must be >= 1, or null (epoch ends only)")
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
             need(value is None or 0 <= value < 1, key, "must be in [0, 1)")

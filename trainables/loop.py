@@ -1,10 +1,12 @@
 """The per-worker training loop that Ray Train's TorchTrainer runs on every worker of a trial.
 
-Reads top to bottom: config → data → model (fresh or from checkpoint) → epochs of
-(train steps → dev rerank + score → checkpoint + report). Tune and ASHA act on each report.
+Reads top to bottom: config → data → model (fresh or from checkpoint, mid-epoch included) → epochs
+of train steps, with a dev rerank + score → checkpoint + report every eval_every steps and at each
+epoch end. Tune and ASHA act on each report.
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import tempfile
@@ -19,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from trainables.checkpoint import MODEL_DIR, TEST_PER_QUERY, load_state, save_checkpoint
+from trainables.reporting import epochs_done, report_due, resume_point, saved_position
 from trainables.rng import gather_rng_states, restore_rng, seed_rank
 from trainables.config import TrainConfig
 from trainables.data import Pair, RetrievalData, steps_per_epoch, three_way_split, training_pairs, worker_batches
@@ -62,11 +65,12 @@ def train_loop_per_worker(config: dict) -> None:
     model.to(device)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_each_epoch * cfg.epochs)
-    step, first_epoch = 0, 0
-    if state:
+    step, first_epoch, skip = 0, 0, 0
+    if state:  # mid-epoch too: continue that epoch's batch order after the steps already done
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, first_epoch = state["step"], state["epoch"] + 1
+        step = state["step"]
+        first_epoch, skip = resume_point(state, steps_each_epoch)
     meter = EpochMeter(model, device, world_size)
     model = ray.train.torch.prepare_model(model)  # DDP when world_size > 1: gradients are averaged
     # After DDP's weight broadcast: each rank its own dropout stream, restored exactly on resume.
@@ -78,36 +82,28 @@ def train_loop_per_worker(config: dict) -> None:
     settings = StepSettings(cfg.batch_size, world_size, cfg.grad_clip, autocast_dtype)
     lengths = trial_data.lengths() if cfg.group_by_length else None
     prefetch_depth = cfg.prefetch_steps if cfg.prefetch_steps is not None else (2 if device.type == "cuda" else 0)
+    # The prefetch thread may tokenise while a mid-epoch evaluation does: a Rust tokenizer is not
+    # safe to share between threads, so training batches get their own copy.
+    train_tokenizer = copy.deepcopy(tokenizer) if prefetch_depth else tokenizer
 
     def encode_step(micro_batches):  # one optimiser step's micro-batches, tokenised and on the device
-        return [encode(trial_data.texts(micro), tokenizer, cfg.max_length, device) for micro in micro_batches]
+        return [encode(trial_data.texts(micro), train_tokenizer, cfg.max_length, device)
+                for micro in micro_batches]
 
-    # benchmarks/scale.py reads this line: start-up must not grow with the collection
-    print(f"worker {rank}/{world_size}: data ready in {data_ready:.1f} s, first step after "
-          f"{time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
-    for epoch in range(first_epoch, cfg.epochs):
-        model.train()
-        meter.start_epoch()
-        loss_sum = torch.zeros((), device=device)
-        batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size,
-                                 lengths)
-        for micro_batches in ahead(batches, encode_step, prefetch_depth):
-            for inputs, _ in micro_batches:
-                meter.count(inputs["attention_mask"])
-            loss_sum += train_step(model, micro_batches, optimizer, scheduler, settings)
-            step += 1
+    def evaluate_and_report(step: int, steps_since: int, loss_sum: torch.Tensor) -> None:
+        """Dev metrics after `step`, train figures of the steps since the last report, a checkpoint, and ray.train.report.
+        Every rank calls it after the same step: it all-reduces and gathers."""
         train_seconds = meter.train_seconds()
-
         started = time.perf_counter()
         metrics = evaluate_dev(unwrap(model), tokenizer, data, dev_pairs, cfg, device, autocast_dtype,
                                rank, world_size)
-        metrics.update(epoch=epoch + 1, step=step, lr=scheduler.get_last_lr()[0],
-                       train_loss=mean_over_workers(loss_sum, world_size).item() / len(batches),
-                       pairs_per_s=len(batches) * cfg.batch_size / train_seconds,
+        metrics.update(epoch=epochs_done(step, steps_each_epoch), step=step, lr=scheduler.get_last_lr()[0],
+                       train_loss=mean_over_workers(loss_sum, world_size).item() / steps_since,
+                       pairs_per_s=steps_since * cfg.batch_size / train_seconds,
                        train_s=train_seconds, eval_s=time.perf_counter() - started,
-                       **meter.epoch_metrics(train_seconds, len(batches)))
+                       **meter.epoch_metrics(train_seconds, steps_since))
         test_per_query = None
-        if cfg.evaluate_test and epoch == cfg.epochs - 1:  # seed reruns: the final checkpoint on test queries
+        if cfg.evaluate_test and step == steps_each_epoch * cfg.epochs:  # seed reruns: the final checkpoint on test
             test_per_query = evaluate_test(unwrap(model), tokenizer, data, cfg, device, autocast_dtype, rank,
                                            world_size, metrics["first_stage_weight"])
             metrics.update({f"test_{k}": v for k, v in mean_metrics(test_per_query).items()})
@@ -117,11 +113,33 @@ def train_loop_per_worker(config: dict) -> None:
             if rank == 0:  # one writer; the other ranks report the same metrics without a checkpoint
                 directory = save_checkpoint(Path(tmp) / "checkpoint", unwrap(model), tokenizer, {
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                    "epoch": epoch, "rng_states": rng_states, "metrics": metrics})
+                    **saved_position(step, steps_each_epoch), "rng_states": rng_states, "metrics": metrics})
                 if test_per_query is not None:  # per-query scores travel in the checkpoint, not the metrics
                     (directory / TEST_PER_QUERY).write_text(json.dumps(test_per_query))
                 saved = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=saved)
+
+    # benchmarks/scale.py reads this line: start-up must not grow with the collection
+    print(f"worker {rank}/{world_size}: data ready in {data_ready:.1f} s, first step after "
+          f"{time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+    meter.start_epoch()  # train-side figures cover the steps since the last report
+    loss_sum, steps_since = torch.zeros((), device=device), 0
+    for epoch in range(first_epoch, cfg.epochs):
+        model.train()
+        # Workers must agree: the order depends on (seed, epoch) only, so a resumed epoch is the same.
+        batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size,
+                                 lengths)
+        for micro_batches in ahead(batches[skip:], encode_step, prefetch_depth):
+            for inputs, _ in micro_batches:
+                meter.count(inputs["attention_mask"])
+            loss_sum += train_step(model, micro_batches, optimizer, scheduler, settings)
+            step, steps_since = step + 1, steps_since + 1
+            if report_due(step, steps_each_epoch, cfg.eval_every):  # the same steps on every rank
+                evaluate_and_report(step, steps_since, loss_sum)
+                model.train()
+                meter.start_epoch()
+                loss_sum, steps_since = torch.zeros((), device=device), 0
+        skip = 0  # only the resumed epoch had steps done
     if state and first_epoch >= cfg.epochs:
         # Resumed after the last epoch was saved but before its report reached Tune (the driver
         # died in between): report it again, or the trial would end without a result.
@@ -191,7 +209,7 @@ def encode(texts, tokenizer, max_length: int, device):
 def mean_over_workers(value: torch.Tensor, world_size: int) -> torch.Tensor:
     if world_size > 1:
         value = value.clone()
-        dist.all_reduce(value)  # workers must agree: every rank calls this once per epoch
+        dist.all_reduce(value)  # workers must agree: every rank calls this once per report
         value /= world_size
     return value
 
