@@ -118,6 +118,20 @@ def bm25_run(collection: Path, queries_path: Path, out: Path, index_dir: Path | 
     return out
 
 
+def run_in_child(collection: Path, queries: Path, out: Path, index: Path, k: int = 1000) -> Path:
+    """`bm25_run` in a child process: the JVM must never live in a process that later forks (Ray).
+    A failure is raised as the child's own error line."""
+    import subprocess
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-m", "search.bm25", "--collection", str(collection), "--queries",
+                           str(queries), "--out", str(out), "--index", str(index), "--k", str(k)],
+                          stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        raise UsageError(lines[-1][len("error: "):] if lines else f"BM25 failed: {done.stderr.strip()[-300:]}")
+    return out
+
+
 @exit_on_usage_error
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m search.bm25", description=__doc__.split("\n")[0])

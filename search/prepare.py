@@ -1,6 +1,6 @@
 """Prepare a data directory once for every later search, trial and worker (search.run does it too
 when the prepared form is missing or stale): every file is validated, BM25 is run when the directory
-has no first-stage run, and memory-mapped Arrow tables are written under --storage/prepared.
+(or an eval/<name>/ folder) has no first-stage run, and memory-mapped Arrow tables are written under --storage/prepared.
 
     python -m search.prepare --data DIR [--storage runs]
 """
@@ -16,6 +16,7 @@ from trainables.errors import exit_on_usage_error
 
 @exit_on_usage_error
 def main(argv=None) -> Path:
+    from search.eval_sets import ensure_runs
     from search.run import ensure_first_stage
     from trainables.prepared import Prepared, prepare
     parser = argparse.ArgumentParser(prog="python -m search.prepare", description=__doc__.split("\n")[0])
@@ -25,7 +26,7 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     storage = args.storage.resolve()
     run_file = ensure_first_stage(args.data, storage)
-    folder = prepare(args.data, run_file, storage / "prepared")
+    folder = prepare(args.data, run_file, storage / "prepared", ensure_runs(args.data, storage))
     print(json.dumps({"prepared": str(folder), **Prepared(folder).manifest["counts"]}))
     return folder
 

@@ -65,6 +65,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "--compare-optimizers, else none)")
     parser.add_argument("--test-fold", type=int, default=0, help="which fold is the test fold")
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--dev-set", default=None,
+                        help="eval set (DATA/eval/NAME/) the search optimises; its queries are the dev queries and "
+                             "every top-level judged query (or triple) trains (default: a split of the top level)")
+    parser.add_argument("--test-sets", default=None,
+                        help="comma-separated eval sets the best trial's final checkpoint is scored on at the end "
+                             "(default: every eval set but the dev set)")
+    parser.add_argument("--max-dev-queries", type=int, default=None,
+                        help="score at most this many dev queries (with --dev-set a seeded sample)")
     parser.add_argument("--mlflow-uri", default=None, help="tracking URI (default: sqlite in --storage)")
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default rerank-SPACE)")
     parser.add_argument("--storage", type=Path, default=Path("runs"), help="checkpoints, Tune state, MLflow db")
@@ -78,7 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true",
                         help="finish this experiment's last search (same flags as recorded) after a crash")
     args = parser.parse_args(argv)
-    for name in ("trials", "epochs", "max_triples", "eval_every"):
+    for name in ("trials", "epochs", "max_triples", "eval_every", "max_dev_queries"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
@@ -86,8 +94,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UsageError("--dev-fraction must be in (0, 1)")
     if args.max_failures < 0:
         raise UsageError("--max-failures must be >= 0")
+    if args.dev_set is not None and args.folds:
+        raise UsageError("--folds holds out top-level test queries; with --dev-set the test sets are eval sets")
     if args.folds is None:
-        args.folds = 5 if args.compare_optimizers else 0
+        args.folds = 5 if args.compare_optimizers and args.dev_set is None else 0
     if args.folds == 1 or args.folds < 0 or not 0 <= args.test_fold < max(args.folds, 1):
         raise UsageError("--folds must be 0 or >= 2, and --test-fold in [0, folds)")
     return args
@@ -119,16 +129,16 @@ def ensure_first_stage(data_dir: Path, storage: Path) -> str | None:
         raise UsageError(f"{data_dir}: data directory not found")
     if find_run_file(data_dir, required=False):
         return None
+    from search.bm25 import run_in_child
     out = storage / "bm25" / Path(data_dir).resolve().name / "run.bm25.trec"
-    out.parent.mkdir(parents=True, exist_ok=True)
     print(f"{data_dir} has no first-stage run: retrieving BM25 top-1000 with Pyserini into {out}", file=sys.stderr)
-    done = subprocess.run([sys.executable, "-m", "search.bm25", "--collection", str(Path(data_dir, "collection.tsv")),
-                           "--queries", str(Path(data_dir, "queries.tsv")), "--out", str(out), "--k", "1000"],
-                          stderr=subprocess.PIPE, text=True)
-    if done.returncode:
-        lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-        raise UsageError(lines[-1][len("error: "):] if lines else f"BM25 failed: {done.stderr.strip()[-300:]}")
+    run_in_child(Path(data_dir, "collection.tsv"), Path(data_dir, "queries.tsv"), out, bm25_index(data_dir, storage))
     return str(out.resolve())
+
+
+def bm25_index(data_dir: Path, storage: Path) -> Path:
+    """One Lucene index of the collection for the top-level and every eval set's BM25 run."""
+    return storage / "bm25" / Path(data_dir).resolve().name / "run.bm25.trec.index"
 
 
 def trial_base(space, args, model: str, data_dir: Path, run_file: str | None, preset) -> dict:
@@ -136,7 +146,7 @@ def trial_base(space, args, model: str, data_dir: Path, run_file: str | None, pr
     base = {**space.fixed, "model": model, "data_dir": str(Path(data_dir).resolve()), "seed": args.seed,
             "dev_fraction": args.dev_fraction, "split_seed": args.split_seed, "folds": args.folds,
             "test_fold": args.test_fold, "run_file": run_file, "training_data": args.training_data,
-            "max_triples": args.max_triples}
+            "max_triples": args.max_triples, "dev_set": args.dev_set}
     if args.data is None:
         base.update(EMBEDDED_SETTINGS)
     if preset:
@@ -147,6 +157,8 @@ def trial_base(space, args, model: str, data_dir: Path, run_file: str | None, pr
         base["epochs"] = args.epochs
     if args.eval_every:  # absent otherwise: trials without it log exactly what they always did
         base["eval_every"] = args.eval_every
+    if args.max_dev_queries:
+        base["max_dev_queries"] = args.max_dev_queries
     return base
 
 
@@ -170,18 +182,18 @@ def first_stage_dev_metrics(base: dict, storage: Path) -> dict:
     checked here, before Ray starts), and score the first stage on the dev queries and depth the
     trials rerank. Sets base["prepared"]."""
     from trainables.config import TrainConfig
-    from trainables.data import three_way_split
     from trainables.evaluate import candidates, score_run, to_run
     from trainables.prepared import Prepared, prepare
+    from trainables.split import split_queries
     from trainables.triples import find_triples
     cfg = TrainConfig.from_dict(base)
     if cfg.training_data == "triples" and find_triples(cfg.data_dir) is None:
         raise UsageError(f"{cfg.data_dir}: --training-data triples, but there is no triples*.tsv")
-    prepared = Prepared(prepare(cfg.data_dir, cfg.run_file, storage / "prepared"))
+    prepared = Prepared(prepare(cfg.data_dir, cfg.run_file, storage / "prepared", cfg.eval_runs))
     base["prepared"] = str(prepared.folder)
-    _, dev, _ = three_way_split(prepared.view([]), cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
-    data = prepared.view(dev[:cfg.max_dev_queries])
-    pairs = candidates(data.run, dev[:cfg.max_dev_queries], cfg.rerank_depth)
+    dev = split_queries(prepared, cfg).dev
+    data = prepared.view(dev, eval_set=cfg.dev_set)
+    pairs = candidates(data.run, dev, cfg.rerank_depth)
     return score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
 
 
@@ -264,7 +276,8 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
                 params={"epochs": base["epochs"], "model": base["model"], "data": base["data_dir"],
                         "workers_per_trial": resources.num_workers, "use_gpu": resources.use_gpu,
                         "seed": args.seed, "folds": args.folds, "test_fold": args.test_fold,
-                        "preset": args.preset or "none", "searcher": args.searcher, **{f"first_stage_{k}": v for k, v in first_stage.items()}},
+                        "preset": args.preset or "none", "searcher": args.searcher, "dev_set": args.dev_set or "split",
+                        **{f"first_stage_{k}": v for k, v in first_stage.items()}},
                 tags={"git_commit": git_commit(), "data": base["data_dir"], "smoke_test": str(args.smoke_test)})
             entry = record["studies"][key] = {"tune_name": study.tune_name, "parent_run_id": parent_id,
                                               "status": "RUNNING"}
@@ -300,6 +313,7 @@ def resolve_resume(args, argv, storage: Path, experiment: str):
 def main(argv=None) -> dict:
     import ray
 
+    from search import eval_sets
     from search import resources as resource_plan
     from search import tracking
     from spaces import get_space
@@ -314,8 +328,10 @@ def main(argv=None) -> dict:
     # Everything a user can get wrong is checked before Ray starts or anything is written.
     data_dir = args.data or EMBEDDED_DIR
     trials = args.trials or (2 if args.smoke_test else EMBEDDED_TRIALS if args.data is None else 20)
+    tests = eval_sets.choose(data_dir, args.dev_set, args.test_sets)
     run_file = ensure_first_stage(data_dir, storage)
-    base = apply_overrides(trial_base(space, args, "(model)", data_dir, run_file, preset), args.set)
+    base = apply_overrides({**trial_base(space, args, "(model)", data_dir, run_file, preset),
+                            "eval_runs": eval_sets.ensure_runs(data_dir, storage)}, args.set)
     check_batch_split(base, args.gpus_per_trial or args.workers_per_trial)
     uri = args.mlflow_uri or tracking.default_uri(storage)
     if args.mlflow_uri:
@@ -323,6 +339,7 @@ def main(argv=None) -> dict:
     model = resolve_model(space, args, storage)
     first_stage = first_stage_dev_metrics(base, storage)  # the last check: it writes the prepared data
     steps = trial_steps(base)
+    test = {}
     storage.mkdir(parents=True, exist_ok=True)
     base["model"] = model
     try:
@@ -348,6 +365,10 @@ def main(argv=None) -> dict:
         try:
             summaries = run_studies(space, args, base, preset, resources, trials, storage, client, uri,
                                     experiment_id, record, first_stage, steps)
+            if record["status"] == "FINISHED":  # the test sets see only the chosen trial, once
+                test = eval_sets.score_on_test_sets(summaries, base, resources, tests, storage / "test-runs" /
+                                                     search_record.path(storage, experiment).stem / record["stamp"],
+                                                     client, experiment_id)
         finally:
             if record["status"] == "RUNNING":  # an exception or Ctrl-C left it unfinished
                 record["status"] = "INTERRUPTED"
@@ -357,7 +378,7 @@ def main(argv=None) -> dict:
     best = max((s["best"] for s in summaries if s["best"]), key=lambda b: b["metrics"]["ndcg_at_10"], default=None)
     result = {"space": space.name, "experiment": experiment, "mlflow_uri": uri, "first_stage": first_stage,
               "status": record["status"], "best": best, "studies": summaries,
-              "trials": [row for s in summaries for row in s["trials"]]}
+              "trials": [row for s in summaries for row in s["trials"]], "test": test}
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.output_json.with_name(args.output_json.name + ".tmp")

@@ -23,6 +23,17 @@ def edit(path, transform):
     path.write_text(transform(path.read_text()))
 
 
+def with_eval_set(data):
+    """eval/held/: the last 20 judged queries' qrels and run, their texts in the top-level queries.tsv."""
+    folder = data / "eval" / "held"
+    folder.mkdir(parents=True)
+    held = sorted({line.split()[0] for line in (data / "qrels.txt").read_text().splitlines() if line.strip()})[-20:]
+    for name in ("qrels.txt", "run.bm25.trec"):
+        lines = (data / name).read_text().splitlines(keepends=True)
+        (folder / name).write_text("".join(l for l in lines if l.split()[0] in held))
+        (data / name).write_text("".join(l for l in lines if l.split()[0] not in held))
+
+
 def first_qid(data):
     return (data / "queries.tsv").read_text().split("\t", 1)[0]
 
@@ -102,6 +113,21 @@ CASES = {
         (t / "r").mkdir(), MlflowClient(f"sqlite:///{t}/r/mlflow.db").search_experiments(),
         ["--experiment", "nothing-here", "--mlflow-uri", f"sqlite:///{t}/r/mlflow.db", "--out", str(t / "report")])[2],
         "nothing-here"),
+    "unknown dev set": ("search.run", lambda d, t: (
+        with_eval_set(d), ["--space", "minilm", "--smoke-test", "--data", str(d), "--dev-set", "nope"])[1],
+        "--dev-set 'nope': no such eval set"),
+    "unknown test set": ("search.run", lambda d, t: (
+        with_eval_set(d), ["--space", "minilm", "--smoke-test", "--data", str(d), "--test-sets", "held,nope"])[1],
+        "--test-sets: no eval set 'nope'"),
+    "dev set also a test set": ("search.run", lambda d, t: (
+        with_eval_set(d), ["--space", "minilm", "--smoke-test", "--data", str(d), "--dev-set", "held",
+                           "--test-sets", "held"])[1], "--test-sets names 'held', the --dev-set"),
+    "eval set without qrels": ("search.run", lambda d, t: (
+        with_eval_set(d), (d / "eval" / "held" / "qrels.txt").unlink(),
+        ["--space", "minilm", "--smoke-test", "--data", str(d)])[2], "eval/held/qrels.txt: file not found"),
+    "dev set with folds": ("search.run", lambda d, t: (
+        with_eval_set(d), ["--space", "minilm", "--smoke-test", "--data", str(d), "--dev-set", "held",
+                           "--folds", "5"])[1], "with --dev-set the test sets are eval sets"),
 }
 
 

@@ -109,3 +109,73 @@ def test_a_trial_trains_and_scores_on_exactly_what_the_tsv_reading_gave(which, f
     assert all(view.run[q] == data.run[q] and view.qrels[q] == data.qrels[q] for q in dev + test)
     assert all(view.collection[p] == data.collection[p] for q in dev + test for p in data.run[q])
     assert three_way_split(view, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold) == (train, dev, test)
+
+
+@pytest.mark.parametrize("own_queries", [False, True])
+def test_an_eval_set_is_prepared_and_viewed_as_its_files_read(tmp_path, own_queries):
+    from tests.eval_data import hold_out
+    from trainables.data import read_qrels, read_queries, read_run
+    held = hold_out(EMBEDDED, tmp_path / "data", "held", own_queries=own_queries)
+    folder = tmp_path / "data" / "eval" / "held"
+    prepared = Prepared(prepare(tmp_path / "data", cache_root=tmp_path / "cache"))
+    assert list(prepared.eval_sets) == ["held"] and prepared.eval_set("held").usable_qids() == held
+    assert not set(held) & set(prepared.usable_qids())
+    view = prepared.view(held[:5], eval_set="held")
+    qrels, run = read_qrels(folder / "qrels.txt"), read_run(folder / "run.bm25.trec")
+    texts = read_queries((folder if own_queries else EMBEDDED) / "queries.tsv")
+    assert view.qrels == {q: qrels[q] for q in held[:5]} and view.run == {q: run[q] for q in held[:5]}
+    assert view.queries == {q: texts[q] for q in held[:5]} and view.judged_retrieved() == held
+    collection = read_collection(EMBEDDED / "collection.tsv")
+    assert view.collection == {p: collection[p] for q in held[:5] for p in [*run[q], *qrels[q]] if p in collection}
+    assert (prepared.folder / "eval" / "held" / "queries.arrow").is_file() == own_queries
+
+
+def test_an_eval_set_s_files_are_part_of_the_cache_key(tmp_path):
+    from tests.eval_data import hold_out
+    hold_out(EMBEDDED, tmp_path / "data", "held")
+    first = prepare(tmp_path / "data", cache_root=tmp_path / "cache")
+    qrels = tmp_path / "data" / "eval" / "held" / "qrels.txt"
+    qrels.write_text("\n".join(qrels.read_text().splitlines()[1:]) + "\n")
+    second = prepare(tmp_path / "data", cache_root=tmp_path / "cache")
+    shutil.copytree(tmp_path / "data" / "eval" / "held", tmp_path / "data" / "eval" / "again")
+    third = prepare(tmp_path / "data", cache_root=tmp_path / "cache")
+    assert len({first, second, third}) == 3 and list(Prepared(third).eval_sets) == ["again", "held"]
+    assert len(Prepared(first).eval_set("held").qrels) == len(Prepared(second).eval_set("held").qrels) + 1
+
+
+@pytest.mark.parametrize("edit_set,needle", [
+    (lambda f: (f / "qrels.txt").unlink(), "eval/held/qrels.txt: file not found"),
+    (lambda f: (f / "qrels.txt").write_text("ghost 0 2000001 2\n" + (f / "qrels.txt").read_text()),
+     "eval/held/qrels.txt: query 'ghost' is not in"),
+    (lambda f: (f / "run.bm25.trec").write_text((f / "run.bm25.trec").read_text().replace(" Q0 ", " Q0 ghost-", 1)),
+     "eval/held/run.bm25.trec: passage 'ghost-"),
+    (lambda f: (f / "qrels.txt").write_text("x 0 y\n"), "eval/held/qrels.txt:1: expected 'qid 0 pid rel'"),
+    (lambda f: (f / "queries.tsv").write_text("only-id\n"), "eval/held/queries.tsv:1: expected 'qid<TAB>text'"),
+])
+def test_bad_eval_set_files_give_file_line_errors(tmp_path, edit_set, needle):
+    from tests.eval_data import hold_out
+    hold_out(EMBEDDED, tmp_path / "data", "held")
+    edit_set(tmp_path / "data" / "eval" / "held")
+    with pytest.raises(UsageError, match=needle):
+        prepare(tmp_path / "data", cache_root=tmp_path / "cache")
+
+
+def test_with_a_dev_set_every_top_level_query_trains_and_dev_is_a_seeded_sample(tmp_path):
+    from tests.eval_data import hold_out
+    from trainables.config import TrainConfig
+    from trainables.loop import load_trial_data
+    from trainables.split import split_queries
+    held = hold_out(EMBEDDED, tmp_path / "data", "held")
+    folder = prepare(tmp_path / "data", cache_root=tmp_path / "cache")
+    prepared = Prepared(folder)
+    cfg = TrainConfig.from_dict({"model": "x", "data_dir": str(tmp_path / "data"), "prepared": str(folder),
+                                 "dev_set": "held", "max_dev_queries": 10})
+    split = split_queries(prepared, cfg)
+    assert split.train == prepared.usable_qids() and split.test == []
+    assert len(split.dev) == 10 and set(split.dev) < set(held) and split.dev == sorted(split.dev)
+    assert split.dev != held[:10] and split_queries(prepared, cfg).dev == split.dev  # sampled, seeded
+    trial = load_trial_data(cfg)
+    assert trial.dev_qids == split.dev and set(trial.eval.qrels) == set(split.dev)
+    assert {p.qid for p in trial.id_pairs()} == set(prepared.usable_qids())
+    no_dev_set = split_queries(prepared, TrainConfig.from_dict({"model": "x", "data_dir": str(tmp_path / "data")}))
+    assert not set(no_dev_set.train + no_dev_set.dev) & set(held)  # an eval set is a test set only

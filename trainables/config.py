@@ -5,6 +5,7 @@ a search space or a flag can never be silently ignored.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -53,6 +54,8 @@ class TrainConfig:
     # The data dir prepared once (trainables/prepared.py), set by search.run; None or missing on
     # this node: the worker prepares it into the system's temp dir itself.
     prepared: Optional[str] = None
+    # {eval set: run file} for eval sets (data_dir/eval/<name>/) whose first-stage run search.run made
+    eval_runs: Optional[dict] = None
     training_data: str = "auto"
     max_triples: Optional[int] = None
     dev_fraction: float = 0.2
@@ -65,6 +68,9 @@ class TrainConfig:
     graded_labels: bool = False
     max_train_queries: Optional[int] = None
     max_dev_queries: Optional[int] = None
+    # The eval set whose queries are the dev queries (max_dev_queries of them, a seeded sample); the
+    # top-level split is then unused: every usable top-level query trains. None: the split's dev.
+    dev_set: Optional[str] = None
     # evaluation
     rerank_depth: int = 100
     eval_batch_size: int = 64
@@ -116,6 +122,7 @@ class TrainConfig:
              "must be in [0, 1], or null to choose it on dev")
         need(not self.evaluate_test or self.folds >= 2, "evaluate_test", "needs folds >= 2 (a held-out test fold)")
         need(self.eval_every is None or self.eval_every >= 1, "eval_every", "must be >= 1, or null (epoch ends only)")
+        need(self.dev_set is None or self.folds == 0, "dev_set", "a dev set's search tests on eval sets: needs folds=0")
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
             need(value is None or 0 <= value < 1, key, "must be in [0, 1)")
@@ -130,6 +137,8 @@ class TrainConfig:
                 continue
             if text == "None":
                 values[key] = None
+            elif "dict" in str(types[key]):
+                values[key] = ast.literal_eval(text)  # MLflow logged the dict's repr
             elif "bool" in str(types[key]):
                 values[key] = text == "True"
             elif "int" in str(types[key]):

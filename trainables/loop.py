@@ -24,7 +24,7 @@ from trainables.checkpoint import MODEL_DIR, TEST_PER_QUERY, load_state, save_ch
 from trainables.reporting import epochs_done, report_due, resume_point, saved_position
 from trainables.rng import gather_rng_states, restore_rng, seed_rank
 from trainables.config import TrainConfig
-from trainables.data import Pair, RetrievalData, steps_per_epoch, three_way_split, training_pairs, worker_batches
+from trainables.data import Pair, RetrievalData, steps_per_epoch, training_pairs, worker_batches
 from trainables.errors import UsageError
 from trainables.evaluate import candidates, mean_metrics
 from trainables.models import load_reranker, loadable_dir
@@ -36,6 +36,7 @@ from trainables.step import StepSettings, train_step
 from trainables.throughput import EpochMeter
 from trainables.pairs import from_judged, pair_lengths
 from trainables.prepared import Prepared, open_prepared
+from trainables.split import split_queries
 from trainables.triples import triple_pairs
 
 
@@ -173,25 +174,23 @@ class TrialData:
 
 
 def load_trial_data(cfg: TrainConfig) -> TrialData:
-    """A seeded split of the judged queries; pairs from the data dir's triples or from judged
+    """The trial's queries (trainables/split.py); pairs from the data dir's triples or from judged
     positives + first-stage hard negatives of the train queries."""
-    prepared = open_prepared(cfg.data_dir, cfg.run_file, cfg.prepared)
-    train_qids, dev_all, test = three_way_split(prepared.view([]), cfg.dev_fraction, cfg.split_seed, cfg.folds,
-                                                cfg.test_fold)
-    train_qids, dev_qids = train_qids[:cfg.max_train_queries], dev_all[:cfg.max_dev_queries]
+    prepared = open_prepared(cfg.data_dir, cfg.run_file, cfg.prepared, cfg.eval_runs)
+    split = split_queries(prepared, cfg)
     has_triples = "triples" in prepared.tables
     if cfg.training_data == "triples" and not has_triples:
         raise UsageError(f"{cfg.data_dir}: training_data='triples' but there is no triples*.tsv")
-    if has_triples and cfg.training_data != "judged":
-        # Every dev and test query (not only the first max_dev_queries) stays out of training.
-        pairs = triple_pairs(prepared, dev_all + test, cfg.max_triples, cfg.split_seed)
-        view = prepared.view(dev_all + test)
-    else:
-        view = prepared.view(train_qids + dev_all + test)
-        pairs = from_judged(training_pairs(view, train_qids, cfg.negatives_per_query, cfg.negative_depth,
+    judged = not has_triples or cfg.training_data == "judged"
+    top = prepared.view((split.train if judged else []) + split.scored)
+    if judged:
+        pairs = from_judged(training_pairs(top, split.train, cfg.negatives_per_query, cfg.negative_depth,
                                            cfg.positive_level, cfg.graded_labels, cfg.seed, prepared.top_grade()),
-                            view.rows)
-    return TrialData(prepared, pairs, view, dev_qids)
+                            top.rows)
+    else:  # every dev, test and eval-set query (not only the first max_dev_queries) stays out of training
+        pairs = triple_pairs(prepared, split.excluded, cfg.max_triples, cfg.split_seed)
+    view = prepared.view(split.dev, eval_set=cfg.dev_set) if cfg.dev_set else top
+    return TrialData(prepared, pairs, view, split.dev)
 
 
 def encode(texts, tokenizer, max_length: int, device):

@@ -7,6 +7,10 @@ page cache.
                             qrels.arrow      qid, q, pid, p, rel (q, p: rows; p = -1 for an unknown passage)
                             run.arrow        qid, q, pid, p, score
                             triples.arrow    q, pos, neg         (rows; absent without a triples file)
+                            eval/<name>/     each eval set of the data dir (data_dir/eval/<name>/):
+                                queries.arrow    its own queries.tsv (absent: its qids are top-level ones)
+                                qrels.arrow      q rows into its queries, p rows into passages.arrow
+                                run.arrow
                             manifest.json    written last: a folder without it is incomplete
 
 The key hashes each input file's path, size, mtime and first and last MiB, so an edited file makes
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -35,15 +40,39 @@ FORMAT = 1
 TABLES = ("passages", "queries", "qrels", "run", "triples")
 SAMPLE = 1 << 20  # bytes hashed from each end of a file: cheap, and catches an edit that keeps size and mtime
 BLOCK = 16 << 20  # bytes per Arrow CSV block: bounds preparation memory whatever the collection's size
+EVAL_DIR = "eval"
+# Set names become MLflow metric names (test_<name>_map) and file names: keep them to safe characters.
+SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def input_files(data_dir: Path, run_file) -> dict[str, Path]:
+def eval_set_names(data_dir) -> list[str]:
+    """The data dir's eval/<name>/ folders, each checked to be usable: a safe name and a qrels.txt."""
+    root = Path(data_dir) / EVAL_DIR
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if root.is_dir() else []
+    for name in names:
+        if not SET_NAME.match(name):
+            raise UsageError(f"{root / name}: an eval set's name may hold only letters, digits, '-', '_' and '.'")
+        if not (root / name / "qrels.txt").is_file():
+            raise UsageError(f"{root / name / 'qrels.txt'}: file not found (every eval set needs its judgments)")
+    return names
+
+
+def input_files(data_dir: Path, run_file, eval_runs=None) -> dict[str, Path]:
+    """Every input by role; an eval set's are "eval/<name>/queries" (optional), ".../qrels", ".../run".
+    eval_runs: {name: run file} for eval sets whose run is not in their folder (BM25 made by search.run)."""
     from trainables.triples import find_triples
     files = {"collection": data_dir / "collection.tsv", "queries": data_dir / "queries.tsv",
              "qrels": data_dir / "qrels.txt", "run": Path(run_file) if run_file else tsv.find_run_file(data_dir)}
     triples = find_triples(data_dir)
     if triples:
         files["triples"] = triples
+    for name in eval_set_names(data_dir):
+        folder, key = data_dir / EVAL_DIR / name, f"{EVAL_DIR}/{name}/"
+        if (folder / "queries.tsv").is_file():
+            files[key + "queries"] = folder / "queries.tsv"
+        files[key + "qrels"] = folder / "qrels.txt"
+        files[key + "run"] = Path(eval_runs[name]) if name in (eval_runs or {}) else tsv.find_run_file(folder)
     for path in files.values():
         if not path.is_file():
             raise UsageError(f"{path}: file not found")
@@ -66,7 +95,7 @@ def cache_key(identities: dict) -> str:
     return hashlib.sha256(json.dumps([FORMAT, identities], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare(data_dir, run_file=None, cache_root=None) -> Path:
+def prepare(data_dir, run_file=None, cache_root=None, eval_runs=None) -> Path:
     """The prepared folder for `data_dir` (and its first-stage run), built when missing or stale.
 
     Built in a private temporary folder and renamed into place: two processes preparing the same
@@ -74,7 +103,7 @@ def prepare(data_dir, run_file=None, cache_root=None) -> Path:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UsageError(f"{data_dir}: data directory not found")
-    identities = {name: file_identity(path) for name, path in input_files(data_dir, run_file).items()}
+    identities = {name: file_identity(path) for name, path in input_files(data_dir, run_file, eval_runs).items()}
     root = Path(cache_root) if cache_root else Path(tempfile.gettempdir()) / "rerank-prepared"
     target = root / f"{data_dir.resolve().name}-{cache_key(identities)}"
     if is_complete(target, identities):
@@ -86,7 +115,7 @@ def prepare(data_dir, run_file=None, cache_root=None) -> Path:
           file=sys.stderr)
     try:
         counts = build(tmp, {name: Path(i["path"]) for name, i in identities.items()})
-        sizes = {p.name: p.stat().st_size for p in tmp.glob("*.arrow")}
+        sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in tmp.rglob("*.arrow")}
         (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "inputs": identities, "counts": counts,
                                                        "sizes": sizes}, indent=1))
         if target.exists() and not is_complete(target, identities):
@@ -121,11 +150,13 @@ def build(out: Path, files: dict[str, Path]) -> dict:
     qids = queries.add_tsv(files["queries"], "qid")
     qrels = tsv.read_qrels(files["qrels"])
     run = tsv.read_run(files["run"])
-    check_references(qrels, run, qids, pids, files["run"])
+    check_references(qrels, run, qids, pids, files)
     write_table(out / "qrels.arrow", judgments_table(qrels, qids, pids, "rel"))
     write_table(out / "run.arrow", judgments_table(run, qids, pids, "score"))
     counts = {"passages": len(pids), "queries": len(qids), "qrels": sum(map(len, qrels.values())),
               "run": sum(map(len, run.values()))}
+    for name in sorted({key.split("/")[1] for key in files if key.startswith(EVAL_DIR + "/")}):
+        counts.update(build_eval_set(out, name, files, qids, pids))
     if "triples" in files:
         from trainables.triples import prepare_triples
         triples = prepare_triples(files["triples"], queries, passages, qids, pids)
@@ -135,16 +166,39 @@ def build(out: Path, files: dict[str, Path]) -> dict:
     return counts
 
 
-def check_references(qrels: dict, run: dict, qids: pa.Array, pids: pa.Array, run_path: Path) -> None:
-    """RetrievalData.check's rules, with Arrow's hash lookups instead of dicts of the collection."""
+def build_eval_set(out: Path, name: str, files: dict[str, Path], top_qids: pa.Array, pids: pa.Array) -> dict:
+    """One eval set's tables under out/eval/<name>/: its queries (own, or the top level's by id),
+    qrels and run, checked against them and the top-level collection."""
+    key, folder = f"{EVAL_DIR}/{name}/", out / EVAL_DIR / name
+    folder.mkdir(parents=True)
+    own = {k[len(key):]: path for k, path in files.items() if k.startswith(key)}
+    counts, qids = {}, top_qids
+    if "queries" in own:
+        queries = TextTable(folder / "queries.arrow", "qid")
+        qids = queries.add_tsv(own["queries"], "qid")
+        counts[key + "queries"] = queries.close()
+    else:
+        own["queries"] = files["queries"]
+    qrels, run = tsv.read_qrels(own["qrels"]), tsv.read_run(own["run"])
+    check_references(qrels, run, qids, pids, own)
+    write_table(folder / "qrels.arrow", judgments_table(qrels, qids, pids, "rel"))
+    write_table(folder / "run.arrow", judgments_table(run, qids, pids, "score"))
+    return {**counts, key + "qrels": sum(map(len, qrels.values())), key + "run": sum(map(len, run.values()))}
+
+
+def check_references(qrels: dict, run: dict, qids: pa.Array, pids: pa.Array, files: dict[str, Path]) -> None:
+    """RetrievalData.check's rules, with Arrow's hash lookups instead of dicts of the collection.
+    files: the "qrels", "queries" and "run" paths the errors name."""
+    run_path = files["run"]
     names = list(qrels)
     missing = pc.invert(pc.is_in(pa.array(names, pa.string()), value_set=qids))
     if pc.any(missing).as_py():
-        raise UsageError(f"qrels name query {names[pc.index(missing, True).as_py()]!r}, which is not in queries.tsv")
+        raise UsageError(f"{files['qrels']}: query {names[pc.index(missing, True).as_py()]!r} is not in "
+                         f"{files['queries']}")
     names = list(run)
     missing = pc.invert(pc.is_in(pa.array(names, pa.string()), value_set=qids))
     if pc.any(missing).as_py():
-        raise UsageError(f"{run_path}: query {names[pc.index(missing, True).as_py()]!r} is not in queries.tsv")
+        raise UsageError(f"{run_path}: query {names[pc.index(missing, True).as_py()]!r} is not in {files['queries']}")
     flat = pa.array([pid for scores in run.values() for pid in scores], pa.string())
     missing = pc.invert(pc.is_in(flat, value_set=pids))
     if pc.any(missing).as_py():
@@ -152,7 +206,7 @@ def check_references(qrels: dict, run: dict, qids: pa.Array, pids: pa.Array, run
         qid = next(q for q, scores in run.items() if pid in scores)
         raise UsageError(f"{run_path}: passage {pid!r} (query {qid}) is not in collection.tsv")
     if not set(qrels) & set(run):
-        raise UsageError(f"{run_path}: no query of the run has judgments in qrels.txt")
+        raise UsageError(f"{run_path}: no query of the run has judgments in {files['qrels']}")
 
 
 def judgments_table(nested: dict, qids: pa.Array, pids: pa.Array, value: str) -> pa.Table:
@@ -233,11 +287,15 @@ def stream_tsv(path: Path, names: list[str]):
         yield batch
 
 
-def open_prepared(data_dir, run_file=None, folder=None) -> "Prepared":
+def open_prepared(data_dir, run_file=None, folder=None, eval_runs=None) -> "Prepared":
     """The prepared form search.run made (folder), or one made here when it is absent on this node."""
     if folder and (Path(folder) / "manifest.json").is_file():
         return Prepared(folder)
-    return Prepared(prepare(data_dir, run_file))
+    return Prepared(prepare(data_dir, run_file, eval_runs=eval_runs))
+
+
+def read_table(path: Path) -> pa.Table:
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
 
 
 class Prepared:
@@ -249,12 +307,25 @@ class Prepared:
         if not manifest.is_file():
             raise UsageError(f"{self.folder}: not a prepared data folder (no manifest.json)")
         self.manifest = json.loads(manifest.read_text())
-        self.tables = {name: self._open(name) for name in TABLES if (self.folder / f"{name}.arrow").is_file()}
+        self.tables = {name: read_table(self.folder / f"{name}.arrow") for name in TABLES
+                       if (self.folder / f"{name}.arrow").is_file()}
         self.passages, self.queries = self.tables["passages"], self.tables["queries"]
-        self._usable = None
+        inputs = self.manifest["inputs"]
+        self.top = Judged(self.passages, self.queries, self.tables["qrels"], self.tables["run"],
+                          Path(inputs["run"]["path"]))
+        self.eval_sets = {name: self._eval_set(name, inputs) for name in
+                          sorted({k.split("/")[1] for k in inputs if k.startswith(EVAL_DIR + "/")})}
 
-    def _open(self, name: str) -> pa.Table:
-        return pa.ipc.open_file(pa.memory_map(str(self.folder / f"{name}.arrow"))).read_all()
+    def _eval_set(self, name: str, inputs: dict) -> "Judged":
+        folder = self.folder / EVAL_DIR / name
+        queries = read_table(folder / "queries.arrow") if (folder / "queries.arrow").is_file() else self.queries
+        return Judged(self.passages, queries, read_table(folder / "qrels.arrow"), read_table(folder / "run.arrow"),
+                      Path(inputs[f"{EVAL_DIR}/{name}/run"]["path"]))
+
+    def eval_set(self, name: str) -> "Judged":
+        if name not in self.eval_sets:
+            raise UsageError(f"no eval set {name!r} in the data (eval sets: {', '.join(self.eval_sets) or 'none'})")
+        return self.eval_sets[name]
 
     def passage_texts(self, rows) -> list[str]:
         return self.passages.column("text").take(pa.array(rows, pa.int64())).to_pylist()
@@ -263,10 +334,8 @@ class Prepared:
         return self.queries.column("text").take(pa.array(rows, pa.int64())).to_pylist()
 
     def usable_qids(self) -> list[str]:
-        """Queries both judged and retrieved: the ones that can be trained on or scored."""
-        if self._usable is None:
-            self._usable = self._judged_and_retrieved()
-        return self._usable
+        """Top-level queries both judged and retrieved: the ones that can be trained on or scored."""
+        return self.top.usable_qids()
 
     def top_grade(self) -> int:
         return pc.max(self.tables["qrels"].column("rel")).as_py() or 1
@@ -274,27 +343,47 @@ class Prepared:
     def lengths(self, table: str) -> np.ndarray:
         return self.tables[table].column("length").to_numpy()
 
-    def _judged_and_retrieved(self) -> list[str]:
-        judged = pc.unique(self.tables["qrels"].column("qid"))
-        retrieved = pc.unique(self.tables["run"].column("qid"))
-        return sorted(pc.filter(judged, pc.is_in(judged, value_set=retrieved)).to_pylist())
+    def view(self, qids, eval_set: str | None = None) -> "tsv.RetrievalData":
+        """A RetrievalData of these queries alone (of the top level, or of the named eval set)."""
+        return (self.eval_set(eval_set) if eval_set else self.top).view(qids)
+
+
+class Judged:
+    """Queries with their qrels and first-stage run over the prepared passages: the top level or one
+    eval set (whose queries are its own table, or the top level's)."""
+
+    def __init__(self, passages: pa.Table, queries: pa.Table, qrels: pa.Table, run: pa.Table, run_path: Path):
+        self.passages, self.queries, self.qrels, self.run, self.run_path = passages, queries, qrels, run, run_path
+        self._usable = None
+
+    def judged_qids(self) -> list[str]:
+        return sorted(pc.unique(self.qrels.column("qid")).to_pylist())
+
+    def usable_qids(self) -> list[str]:
+        """Queries both judged and retrieved: the ones that can be trained on or scored."""
+        if self._usable is None:
+            judged = pc.unique(self.qrels.column("qid"))
+            retrieved = pc.unique(self.run.column("qid"))
+            self._usable = sorted(pc.filter(judged, pc.is_in(judged, value_set=retrieved)).to_pylist())
+        return self._usable
 
     def view(self, qids) -> "tsv.RetrievalData":
         """A RetrievalData of these queries alone: their texts, judgments, run, and the passages
         those name. Evaluation and judged training pairs run on it as on the TSV reading."""
         value_set = pa.array(sorted(set(qids)), pa.string())
-        qrels = self.tables["qrels"].filter(pc.is_in(self.tables["qrels"].column("qid"), value_set=value_set))
-        run = self.tables["run"].filter(pc.is_in(self.tables["run"].column("qid"), value_set=value_set))
+        qrels = self.qrels.filter(pc.is_in(self.qrels.column("qid"), value_set=value_set))
+        run = self.run.filter(pc.is_in(self.run.column("qid"), value_set=value_set))
         nested_qrels, nested_run = nest(qrels, "rel"), nest(run, "score")
         rows = np.unique(np.concatenate([run.column("p").to_numpy(), qrels.column("p").to_numpy()]))
         rows = rows[rows >= 0]
         collection = dict(zip(self.passages.column("pid").take(pa.array(rows)).to_pylist(),
-                              self.passage_texts(rows)))
+                              self.passages.column("text").take(pa.array(rows, pa.int64())).to_pylist()))
         q_rows = pc.index_in(value_set, value_set=self.queries.column("qid").combine_chunks())
         known = pc.filter(q_rows, pc.is_valid(q_rows))
-        queries = dict(zip(self.queries.column("qid").take(known).to_pylist(), self.query_texts(known)))
+        queries = dict(zip(self.queries.column("qid").take(known).to_pylist(),
+                           self.queries.column("text").take(known).to_pylist()))
         view = tsv.RetrievalData(collection=collection, queries=queries, qrels=nested_qrels, run=nested_run,
-                                 run_path=Path(self.manifest["inputs"]["run"]["path"]), usable=self.usable_qids())
+                                 run_path=self.run_path, usable=self.usable_qids())
         view.rows = {"q": dict(zip(queries, known.to_pylist())),
                      "p": dict(zip(collection, rows.tolist()))}
         return view

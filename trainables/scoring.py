@@ -62,25 +62,58 @@ def evaluate_test(model, tokenizer, data, cfg: TrainConfig, device, autocast_dty
     return per_query_at(run, data, cfg, weight)
 
 
-def score_checkpoint(checkpoint_dir, config: dict) -> dict:
-    """Per-query test-fold scores of a trial's saved final checkpoint, with the interpolation weight
-    it chose on dev: what a rerun of the same config and seed would score, without training again."""
+def load_final(checkpoint_dir, cfg: TrainConfig):
+    """(model on this process's device, tokenizer, device, the first_stage_weight it chose on dev)."""
     import torch
 
     from trainables.checkpoint import MODEL_DIR, load_state
-    from trainables.data import three_way_split
     from trainables.errors import UsageError
     from trainables.models import load_reranker
-    from trainables.precision import autocast_dtype
-    from trainables.prepared import open_prepared
-    cfg = TrainConfig.from_dict(config)
     weight = load_state(checkpoint_dir)["metrics"].get("first_stage_weight", cfg.first_stage_weight)
     if weight is None:
         raise UsageError(f"{checkpoint_dir}: the checkpoint records no first_stage_weight chosen on dev")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer, model = load_reranker(Path(checkpoint_dir) / MODEL_DIR, cfg.attn_implementation)
     model.to(device)
-    prepared = open_prepared(cfg.data_dir, cfg.run_file, cfg.prepared)
+    return model, tokenizer, device, weight
+
+
+def score_checkpoint(checkpoint_dir, config: dict) -> dict:
+    """Per-query test-fold scores of a trial's saved final checkpoint, with the interpolation weight
+    it chose on dev: what a rerun of the same config and seed would score, without training again."""
+    from trainables.data import three_way_split
+    from trainables.precision import autocast_dtype
+    from trainables.prepared import open_prepared
+    cfg = TrainConfig.from_dict(config)
+    model, tokenizer, device, weight = load_final(checkpoint_dir, cfg)
+    prepared = open_prepared(cfg.data_dir, cfg.run_file, cfg.prepared, cfg.eval_runs)
     test = three_way_split(prepared.view([]), cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)[2]
     data = prepared.view(test)
     return evaluate_test(model, tokenizer, data, cfg, device, autocast_dtype(cfg.bf16, device), 0, 1, weight)
+
+
+def score_eval_sets(checkpoint_dir, config: dict, outputs: dict[str, str]) -> dict:
+    """{set: per-query scores} of a final checkpoint on named eval sets, with the weight it chose on
+    dev; each set's reranked run is written to outputs[set] as a TREC file. Below the reranked
+    top rerank_depth the first-stage ranking follows in its own order (recall at 1000 is the first
+    stage's, as trainables.rerank writes it), and scores are rounded as the file stores them, so the
+    metrics are those of the file."""
+    from trainables.data import write_run
+    from trainables.evaluate import append_tail
+    from trainables.precision import autocast_dtype
+    from trainables.prepared import open_prepared
+    cfg = TrainConfig.from_dict(config)
+    model, tokenizer, device, weight = load_final(checkpoint_dir, cfg)
+    prepared = open_prepared(cfg.data_dir, cfg.run_file, cfg.prepared, cfg.eval_runs)
+    scores = {}
+    for name, path in outputs.items():
+        qids = prepared.eval_set(name).usable_qids()
+        data = prepared.view(qids, eval_set=name)
+        pairs = candidates(data.run, qids, cfg.rerank_depth)
+        run = gathered_run(model, tokenizer, data, pairs, cfg, device, autocast_dtype(cfg.bf16, device), 0, 1)
+        full = append_tail(data.run, interpolate(data.run, run, weight) if weight else run, cfg.rerank_depth)
+        full = {q: {p: round(v, 6) for p, v in scored.items()} for q, scored in full.items()}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_run(full, path, tag=f"rerank-{Path(checkpoint_dir).name}")
+        scores[name] = per_query_metrics(full, data.qrels, cfg.positive_level)
+    return scores
