@@ -12,6 +12,7 @@ import collections
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -86,7 +87,9 @@ def apply(client, record: dict, run_ids: dict) -> None:
 
 
 def brief(err: Exception) -> str:
-    return " ".join(f"{type(err).__name__}: {err}".split())[:200]
+    text = " ".join(str(err).split())
+    cause = re.search(r"\[Errno -?\d+\] [^'\")]+", text)  # the socket's own words, deep in urllib3's message
+    return cause.group(0) if cause else f"{type(err).__name__}: {text}"[:200]
 
 
 def not_from_queue(record: logging.LogRecord) -> bool:
@@ -209,7 +212,7 @@ def finish(storage: Path, timeout: float = DRAIN_S) -> list[Path]:
         _queues.clear()
     backlogs = []
     for queue in queues:
-        if queue.pending() and not queue.drain(1.0):
+        if queue.behind:
             say(f"waiting up to {timeout:.0f} s for MLflow tracking at {queue.uri} ({queue.pending()} records queued)")
         path = queue.close(timeout, storage / "tracking-backlog")
         if path:
