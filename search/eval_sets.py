@@ -105,7 +105,11 @@ def score_on_test_sets(summaries: list[dict], base: dict, resources, tests: list
         return {}
     scored = score_best(best, base, resources, tests, out_dir)
     summary = next(s for s in summaries if s["best"] is best)
-    log_scores(client, experiment_id, summary, best["trial_id"], scored)
+    try:
+        log_scores(client, experiment_id, summary, best["trial_id"], scored)
+    except Exception as err:  # tracking down: the scores are still in the run files and --output-json
+        print(f"warning: test-set scores not recorded in MLflow ({type(err).__name__}: {str(err)[:120]})",
+              file=sys.stderr)
     for name, result in scored.items():
         m = result["metrics"]
         print(f"test set {name} ({m['num_queries']} queries), trial {best['trial_id']}'s final checkpoint: "

@@ -253,16 +253,18 @@ def interrupt_on_sigterm() -> None:
 def run_studies(space, args, base, preset, resources, trials, storage, client, uri, experiment_id, record,
                 first_stage, steps) -> list[dict]:
     """One study (all optimizers), or one per optimizer with --compare-optimizers; finished studies
-    of a resumed search are not run again."""
+    of a resumed search are not run again. Every study's parent run is opened first, while the
+    server is known to answer: between studies nothing waits on MLflow."""
     from search import study as studies
+    from search import tracking_queue
     from spaces.base import OPTIMIZERS
     groups = [(opt,) for opt in OPTIMIZERS] if args.compare_optimizers else [OPTIMIZERS]
-    summaries = []
+    plans = []  # (key, study or None when finished, record entry)
     for optimizers in groups:
         key = "+".join(optimizers)
         entry = record["studies"].get(key)
         if entry and entry["status"] == "FINISHED":
-            summaries.append(entry["summary"])
+            plans.append((key, None, entry))
             continue
         references = [c for c in (preset.reference[space.name] if preset else []) if c["optimizer"] in optimizers]
         study = studies.Study(optimizers=optimizers, trials=trials, references=references, seed=args.seed,
@@ -282,14 +284,26 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
             entry = record["studies"][key] = {"tune_name": study.tune_name, "parent_run_id": parent_id,
                                               "status": "RUNNING"}
             search_record.save(storage, record)
-        summary = studies.run(space, study, base, resources, storage, client, uri, experiment_id,
-                              entry["parent_run_id"], resume=args.resume)
-        entry.update(status=summary["status"], summary=summary)
-        search_record.save(storage, record)
-        summaries.append(summary)
-        print_table(summary["trials"], first_stage, summary["best"], f"study {key} ({summary['status']}):")
-        if summary["status"] == "KILLED":
-            break
+        plans.append((key, study, entry))
+    summaries, started = [], set()
+    try:
+        for key, study, entry in plans:
+            if study is None:
+                summaries.append(entry["summary"])
+                continue
+            started.add(key)
+            summary = studies.run(space, study, base, resources, storage, uri, experiment_id,
+                                  entry["parent_run_id"], resume=args.resume)
+            entry.update(status=summary["status"], summary=summary)
+            search_record.save(storage, record)
+            summaries.append(summary)
+            print_table(summary["trials"], first_stage, summary["best"], f"study {key} ({summary['status']}):")
+            if summary["status"] == "KILLED":
+                break
+    finally:
+        for key, study, entry in plans:  # opened above but never run: interrupted (--resume runs them)
+            if study is not None and key not in started:
+                tracking_queue.for_uri(uri).put({"op": "terminate", "key": entry["parent_run_id"], "status": "KILLED"})
     record["status"] = "FINISHED" if len(summaries) == len(groups) and all(
         s["status"] != "KILLED" for s in summaries) else "INTERRUPTED"
     return summaries
@@ -315,7 +329,7 @@ def main(argv=None) -> dict:
 
     from search import eval_sets
     from search import resources as resource_plan
-    from search import tracking
+    from search import tracking, tracking_queue
     from spaces import get_space
     from spaces.presets import get_preset
 
@@ -366,6 +380,7 @@ def main(argv=None) -> dict:
             summaries = run_studies(space, args, base, preset, resources, trials, storage, client, uri,
                                     experiment_id, record, first_stage, steps)
             if record["status"] == "FINISHED":  # the test sets see only the chosen trial, once
+                tracking_queue.for_uri(uri).drain(60)  # its trial's run must exist before scores land on it
                 test = eval_sets.score_on_test_sets(summaries, base, resources, tests, storage / "test-runs" /
                                                      search_record.path(storage, experiment).stem / record["stamp"],
                                                      client, experiment_id)
@@ -375,10 +390,12 @@ def main(argv=None) -> dict:
             search_record.save(storage, record)
     finally:
         ray.shutdown()
+        backlogs = tracking_queue.finish(storage)  # MLflow records still queued: sent, or kept on disk
     best = max((s["best"] for s in summaries if s["best"]), key=lambda b: b["metrics"]["ndcg_at_10"], default=None)
     result = {"space": space.name, "experiment": experiment, "mlflow_uri": uri, "first_stage": first_stage,
               "status": record["status"], "best": best, "studies": summaries,
-              "trials": [row for s in summaries for row in s["trials"]], "test": test}
+              "trials": [row for s in summaries for row in s["trials"]], "test": test,
+              "tracking_backlog": [str(p) for p in backlogs]}
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.output_json.with_name(args.output_json.name + ".tmp")

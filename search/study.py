@@ -8,10 +8,11 @@ continue from their last checkpoint (an epoch end, or with eval_every a step mid
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from search import tracking
+from search import tracking, tracking_queue
 
 METRIC, MODE = "ndcg_at_10", "max"
 # "epoch", not training_iteration: a resumed trial restarts Tune's iteration count, while its
@@ -104,9 +105,10 @@ def open_parent(client, experiment_id: str, space, study: Study, params: dict, t
     return parent.info.run_id
 
 
-def run(space, study: Study, base: dict, resources, storage: Path, client, uri: str, experiment_id: str,
+def run(space, study: Study, base: dict, resources, storage: Path, uri: str, experiment_id: str,
         parent_id: str, resume: bool) -> dict:
-    """Fit (or finish) the study; returns its summary. Closes every MLflow run it opened."""
+    """Fit (or finish) the study; returns its summary. Closes every MLflow run it opened (queued:
+    search/tracking_queue.py, so a tracking server that is down holds up nothing)."""
     tuner = restore_tuner(base, resources, storage, study) if resume else None
     if tuner is None:
         trial_runs = tracking.TrialRuns(uri, experiment_id, parent_id, fixed_params=base,
@@ -121,7 +123,7 @@ def run(space, study: Study, base: dict, resources, storage: Path, client, uri: 
         best = choose_best(rows, base["epochs"])
         # Tune returns (rather than raises) when the driver is interrupted: count finished trials.
         interrupted = results.num_terminated + results.num_errors < study.trials + len(study.references)
-        log_best(client, parent_id, best)
+        log_best(tracking_queue.for_uri(uri), parent_id, best)
         status = "KILLED" if interrupted else ("FINISHED" if best else "FAILED")
         return {"optimizers": list(study.optimizers), "tune_name": study.tune_name, "parent_run_id": parent_id,
                 "status": status, "best": best, "trials": rows}
@@ -129,8 +131,9 @@ def run(space, study: Study, base: dict, resources, storage: Path, client, uri: 
         status = "KILLED"
         raise
     finally:
-        tracking.close_children(client, experiment_id, parent_id, "KILLED")
-        client.set_terminated(parent_id, status)
+        queue = tracking_queue.for_uri(uri)
+        queue.put({"op": "close_children", "key": parent_id, "experiment_id": experiment_id, "status": "KILLED"})
+        queue.put({"op": "terminate", "key": parent_id, "status": status})
 
 
 def summarize(results, references) -> list[dict]:
@@ -155,13 +158,13 @@ def choose_best(rows: list[dict], epochs: int) -> dict | None:
     return max(complete or scored, key=lambda r: r["metrics"]["ndcg_at_10"], default=None)
 
 
-def log_best(client, parent_id: str, best: dict | None) -> None:
+def log_best(queue, parent_id: str, best: dict | None) -> None:
     if not best:
         return
-    for key, value in best["metrics"].items():
-        if value is not None:
-            client.log_metric(parent_id, f"best_{key}", value)
-    client.set_tag(parent_id, "best_trial", best["trial_id"])
-    client.set_tag(parent_id, "best_checkpoint", best["checkpoint"] or "")
+    now = int(time.time() * 1000)
+    queue.put({"op": "log", "key": parent_id, "tags": {"best_trial": best["trial_id"],
+                                                       "best_checkpoint": best["checkpoint"] or ""},
+               "metrics": [[f"best_{k}", float(v), now, 0] for k, v in best["metrics"].items() if v is not None]})
     if best["checkpoint"] and Path(best["checkpoint"], "model").is_dir():
-        client.log_artifacts(parent_id, str(Path(best["checkpoint"], "model")), "best_model")
+        queue.put({"op": "artifacts", "key": parent_id, "path": str(Path(best["checkpoint"], "model")),
+                   "artifact_path": "best_model"})

@@ -4,14 +4,17 @@ The driver sees every trial's start, every report (per epoch, or every eval_ever
 error through Tune's callbacks, so a trial whose workers are killed still has its run closed with the
 right status; runs left RUNNING by a driver that was killed are closed on the next run of that
 experiment (--resume or not). MLflow's metric step is the epoch, or with eval_every the optimiser step.
+The callbacks only queue their writes (search/tracking_queue.py): a server that is down stops no trial.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from search import tracking_queue
 from trainables.errors import UsageError
 
 EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "lr", "pairs_per_s",
@@ -75,46 +78,42 @@ def is_reference(config: dict, references: list[dict]) -> bool:
 
 
 class TrialRuns(tune.Callback):
-    """Tune callback mirroring each trial into a nested MLflow run."""
+    """Tune callback mirroring each trial into a nested MLflow run. It only queues the writes
+    (search/tracking_queue.py): a callback that waited on the server would hold up every trial."""
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, fixed_params: dict,
                  references: list | None = None):
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
         self.fixed_params, self.references = fixed_params, references or []
-        self.run_ids: dict[str, str] = {}
         self.best: dict[str, tuple[float, int]] = {}
-        self._client = None
+        self._opened: set[str] = set()
 
     @property
-    def client(self) -> MlflowClient:
-        if self._client is None:  # created lazily: callbacks are pickled when the Tuner is saved
-            self._client = MlflowClient(tracking_uri=self.uri)
-        return self._client
+    def queue(self) -> tracking_queue.TrackingQueue:
+        return tracking_queue.for_uri(self.uri)  # not an attribute: callbacks are pickled with the Tuner
 
     def __getstate__(self):
-        return {**self.__dict__, "_client": None}
+        return {k: v for k, v in self.__dict__.items() if k != "_opened"}
 
-    def run_id(self, trial) -> str:
-        if trial.trial_id not in self.run_ids:
-            found = self.client.search_runs(
-                [self.experiment_id], f"tags.trial_id = '{trial.trial_id}' and tags.`{PARENT_TAG}` = "
-                f"'{self.parent_run_id}'", max_results=1)
-            if found:
-                self.run_ids[trial.trial_id] = found[0].info.run_id
-                self.client.update_run(found[0].info.run_id, status="RUNNING")
-            else:
-                tags = {PARENT_TAG: self.parent_run_id, "trial_id": trial.trial_id, "role": "trial"}
-                if is_reference(trial.config, self.references):
-                    tags["reference"] = "preset"
-                run = self.client.create_run(self.experiment_id, run_name=str(trial), tags=tags)
-                self.run_ids[trial.trial_id] = run.info.run_id
-                params = {**self.fixed_params, **trial.config}
-                for key, value in params.items():
-                    self.client.log_param(run.info.run_id, key, value)
-        return self.run_ids[trial.trial_id]
+    def __setstate__(self, state):
+        # A restored driver opens its trials' runs again: they are found by tag trial_id.
+        self.__dict__.update({k: v for k, v in state.items() if k not in ("run_ids", "_client")}, _opened=set())
+
+    def key(self, trial) -> str:
+        """The trial's run, as named in queued records (the queue maps it to the run's id)."""
+        key = f"trial:{self.parent_run_id}:{trial.trial_id}"
+        if trial.trial_id not in self._opened:
+            self._opened.add(trial.trial_id)
+            tags = {PARENT_TAG: self.parent_run_id, "trial_id": trial.trial_id, "role": "trial"}
+            if is_reference(trial.config, self.references):
+                tags["reference"] = "preset"
+            self.queue.put({"op": "open", "key": key, "experiment_id": self.experiment_id, "run_name": str(trial),
+                            "match": {"trial_id": trial.trial_id, PARENT_TAG: self.parent_run_id}, "tags": tags,
+                            "params": {k: str(v) for k, v in {**self.fixed_params, **trial.config}.items()}})
+        return key
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.run_id(trial)
+        self.key(trial)
 
     def mlflow_step(self, result: dict) -> int:
         """The optimiser step with eval_every (mid-epoch reports, with a fractional `epoch` metric
@@ -124,28 +123,25 @@ class TrialRuns(tune.Callback):
         return int(result.get("epoch", result.get("training_iteration", 0)))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id, step = self.run_id(trial), self.mlflow_step(result)
+        key, step = self.key(trial), self.mlflow_step(result)
         epoch = result.get("epoch", step)
+        now = int(time.time() * 1000)  # when it was measured, however late it is written
         names = EPOCH_METRICS + (("epoch",) if self.fixed_params.get("eval_every") else ())
-        for name in names:
-            if isinstance(result.get(name), (int, float)):
-                self.client.log_metric(run_id, name, float(result[name]), step=step)
+        metrics = [[name, float(result[name]), now, step] for name in names
+                   if isinstance(result.get(name), (int, float))]
+        tags = {}
         if isinstance(result.get("gpu"), str):  # the GPU's name, or "none: <why there are no GPU metrics>"
-            self.client.set_tag(run_id, "gpu", result["gpu"])
+            tags["gpu"] = result["gpu"]
         if "checkpoint_path" in result:
-            self.client.set_tag(run_id, "checkpoint_path", result["checkpoint_path"])
+            tags["checkpoint_path"] = str(result["checkpoint_path"])
         best = self.best.get(trial.trial_id)
         if "ndcg_at_10" in result and (best is None or result["ndcg_at_10"] > best[0]):
             self.best[trial.trial_id] = (result["ndcg_at_10"], epoch)
-            self.client.set_tag(run_id, "best_epoch", epoch)
+            tags["best_epoch"] = str(epoch)
+        self.queue.put({"op": "log", "key": key, "metrics": metrics, "tags": tags})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.client.set_terminated(self.run_id(trial), "FINISHED")
+        self.queue.put({"op": "terminate", "key": self.key(trial), "status": "FINISHED"})
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.client.set_terminated(self.run_id(trial), "FAILED")
-
-    def close_open(self, status: str) -> None:
-        for run_id in self.run_ids.values():
-            if self.client.get_run(run_id).info.status == "RUNNING":
-                self.client.set_terminated(run_id, status)
+        self.queue.put({"op": "terminate", "key": self.key(trial), "status": "FAILED"})
