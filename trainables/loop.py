@@ -16,7 +16,6 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from cluster.cpu_priority import yield_to_this_trial
 from trainables.checkpoint import MODEL_DIR, TEST_PER_QUERY, load_state, save_checkpoint
 from trainables.rng import gather_rng_states, restore_rng, seed_rank
 from trainables.config import TrainConfig
@@ -41,8 +40,6 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    if device.type == "cpu" and cfg.yield_ray_cpu:
-        yield_to_this_trial(torch.get_num_threads())  # Ray's processes stop preempting torch threads
     quiet_libraries()
 
     # Distributed workers must agree: same files, same seeded split, same pairs on every rank.
