@@ -21,8 +21,7 @@ core 9-16% of the time (plain: under 1%; benchmarks/contention.py traces it). Wi
 free that work lands there: the second figure is the cost of the orchestration itself, the first
 what a fully subscribed CPU pays for running Ray beside it. Ray starts its workers at nice 15,
 below its own daemons, which made every such wake-up preempt a trainer at once; the Ray that
-search.run starts runs them at nice 0 (search/ray_session.LOCAL_ENV). See cluster/cpu_priority.py
-for what the trainable does besides, and benchmarks/README.md for figures.
+search.run starts runs them at nice 0 (search/ray_session.LOCAL_ENV). Figures: benchmarks/README.md.
 """
 from __future__ import annotations
 

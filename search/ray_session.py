@@ -23,11 +23,8 @@ LOCAL_ENV = {
     # trial's trainers are workers, so on a CPU machine every wake-up of GCS, raylet, dashboard or
     # an agent (nice 0) preempted a torch thread at once and the OpenMP team waited for it: on 2
     # cores a plain loop run as a Ray task took 1.25x its time outside Ray, 1.03x at nice 0
-    # (benchmarks/README.md). Workers read this from their own environment when they start;
+    # (benchmarks/README.md). Workers read this from their own environment when they start.
     "RAY_worker_niceness": "0",
-    # its daemons are this run's alone, so a CPU trial may make them yield (cluster/cpu_priority.py);
-    # on a cluster someone else started they stay as they are.
-    "RAY_STARTED_BY_SEARCH": "1",
 }
 
 

@@ -83,10 +83,6 @@ class TrainConfig:
     evaluate_test: bool = False  # score the final epoch on the test fold too (seed reruns only)
     # plumbing, not hyperparameters
     num_threads: Optional[int] = None  # torch intra-op threads per worker; None: torch's default
-    # On a CPU node this trial's threads fill, Ray's own processes run at SCHED_IDLE so their
-    # wake-ups do not preempt torch threads (cluster/cpu_priority.py; measured gain within noise
-    # on 2 cores so far); nothing is done on GPU workers.
-    yield_ray_cpu: bool = True
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
