@@ -15,7 +15,9 @@ def logged(tmp_path, fixed: dict, reports: list[dict]) -> tuple[MlflowClient, st
     trial = SimpleNamespace(trial_id="t1", config={"lr": 1e-5})  # the two attributes of a Tune trial it reads
     for result in reports:
         runs.on_trial_result(0, [], trial, result)
-    return client, runs.run_ids["t1"]
+    assert runs.queue.drain(60)  # the callbacks only queue their writes
+    found = client.search_runs([experiment], "tags.trial_id = 't1'")
+    return client, found[0].info.run_id
 
 
 def test_with_eval_every_metrics_are_logged_at_optimiser_steps_with_the_epoch_beside(tmp_path):
