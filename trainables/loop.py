@@ -35,7 +35,7 @@ from trainables.scoring import evaluate_dev, evaluate_test
 from trainables.step import StepSettings, train_step
 from trainables.throughput import EpochMeter
 from trainables.pairs import from_judged, pair_lengths
-from trainables.prepared import Prepared, open_prepared
+from trainables.prepared import Prepared, open_prepared, take
 from trainables.split import split_queries
 from trainables.triples import triple_pairs
 
@@ -168,8 +168,8 @@ class TrialData:
     def id_pairs(self) -> list[Pair]:
         """The pairs as (qid, pid, label) objects: for small data and tools outside the loop."""
         q, p, labels = self.pairs.rows(range(len(self.pairs)))
-        return [Pair(*fields) for fields in zip(self.prepared.queries.column("qid").take(q).to_pylist(),
-                                                self.prepared.passages.column("pid").take(p).to_pylist(),
+        return [Pair(*fields) for fields in zip(take(self.prepared.queries.column("qid"), q).to_pylist(),
+                                                take(self.prepared.passages.column("pid"), p).to_pylist(),
                                                 labels.tolist())]
 
 

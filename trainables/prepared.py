@@ -328,10 +328,10 @@ class Prepared:
         return self.eval_sets[name]
 
     def passage_texts(self, rows) -> list[str]:
-        return self.passages.column("text").take(pa.array(rows, pa.int64())).to_pylist()
+        return take(self.passages.column("text"), rows).to_pylist()
 
     def query_texts(self, rows) -> list[str]:
-        return self.queries.column("text").take(pa.array(rows, pa.int64())).to_pylist()
+        return take(self.queries.column("text"), rows).to_pylist()
 
     def usable_qids(self) -> list[str]:
         """Top-level queries both judged and retrieved: the ones that can be trained on or scored."""
@@ -376,8 +376,8 @@ class Judged:
         nested_qrels, nested_run = nest(qrels, "rel"), nest(run, "score")
         rows = np.unique(np.concatenate([run.column("p").to_numpy(), qrels.column("p").to_numpy()]))
         rows = rows[rows >= 0]
-        collection = dict(zip(self.passages.column("pid").take(pa.array(rows)).to_pylist(),
-                              self.passages.column("text").take(pa.array(rows, pa.int64())).to_pylist()))
+        collection = dict(zip(take(self.passages.column("pid"), rows).to_pylist(),
+                              take(self.passages.column("text"), rows).to_pylist()))
         q_rows = pc.index_in(value_set, value_set=self.queries.column("qid").combine_chunks())
         known = pc.filter(q_rows, pc.is_valid(q_rows))
         queries = dict(zip(self.queries.column("qid").take(known).to_pylist(),
@@ -387,6 +387,20 @@ class Judged:
         view.rows = {"q": dict(zip(queries, known.to_pylist())),
                      "p": dict(zip(collection, rows.tolist()))}
         return view
+
+
+def take(column: pa.ChunkedArray, rows) -> pa.Array:
+    """column[rows], chunk by chunk: Arrow's take on a chunked column first concatenates every chunk,
+    which copies the whole memory-mapped column (1.7 GB for 3M passages) into the process."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if column.num_chunks == 1 or len(rows) == 0:
+        return column.chunk(0).take(pa.array(rows)) if column.num_chunks else pa.array([], column.type)
+    starts = np.cumsum([0] + [len(chunk) for chunk in column.chunks])
+    which = np.searchsorted(starts, rows, side="right") - 1
+    order = np.argsort(which, kind="stable")
+    parts = [column.chunk(c).take(pa.array(rows[order][which[order] == c] - starts[c]))
+             for c in np.unique(which)]
+    return pa.concat_arrays(parts).take(pa.array(np.argsort(order, kind="stable")))
 
 
 def nest(table: pa.Table, value: str) -> dict:
