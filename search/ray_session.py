@@ -10,12 +10,16 @@ from pathlib import Path
 
 from trainables.errors import UsageError
 
+# Every Ray process's environment, on any cluster (the driver's too):
 RUNTIME_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-               "RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "HF_HUB_OFFLINE": "1",
+               "RAY_AIR_NEW_OUTPUT": "0", "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "RAY_TRAIN_V2_ENABLED": "1"}
 
 # Only for the Ray instance search.run starts itself on this machine:
 LOCAL_ENV = {
+    # a new local Ray turns token auth on by default; this one listens on 127.0.0.1 for this search
+    # alone. On a cluster the cluster's and the user's own setting stands, in the driver too;
+    "RAY_AUTH_MODE": "disabled",
     # one machine has no spot preemption to watch for; Train's watcher polls for it in an actor
     # that used ~8% of a core (measured on 2 cores) for the whole trial;
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
@@ -99,7 +103,8 @@ def free_port() -> int:
 
 def add_ray_arguments(parser) -> None:
     """The options of every command that runs trials on Ray (search.run, search.rerun)."""
-    parser.add_argument("--address", default=None, help="existing Ray cluster (default: start a local one)")
+    parser.add_argument("--address", default=None, help="existing Ray cluster (default: the one RAY_ADDRESS or a Ray job names, "
+                                                           "else start a local one)")
     parser.add_argument("--full-ray-dashboard", action="store_true",
                         help="give the local Ray's dashboard every page (default: only the state API that Ray "
                              "Train needs; the other pages' modules cost memory and CPU time beside the trials)")
@@ -112,14 +117,29 @@ def init_local_ray(full_dashboard: bool = False, **options) -> None:
     dashboard serves; pointing every process at this cluster's own dashboard keeps it from
     guessing wrong when another Ray instance runs on the same machine."""
     import ray
+    os.environ["RAY_AUTH_MODE"] = LOCAL_ENV["RAY_AUTH_MODE"]  # ray.init reads it from the driver's environment
     port = free_port()
     with dashboard_modules(None if full_dashboard else LEAN_DASHBOARD):
-        ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+        # "local": a new instance even where `ray start` left a cluster for ray.init() to find
+        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                  runtime_env={"env_vars": local_env(port)}, **options)
+
+
+# Set in a job's driver by Ray's job supervisor, beside RAY_ADDRESS (the job's cluster).
+JOB_CONFIG_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def cluster_to_join(address, environ=os.environ):
+    """The cluster a search joins, None to start a local Ray: --address, else, as `ray.init()` would,
+    the one named by RAY_ADDRESS or the one of the job it runs in (`ray job submit` without --address)."""
+    if address:
+        return address
+    return "auto" if environ.get("RAY_ADDRESS") or JOB_CONFIG_VARIABLE in environ else None
 
 
 def start_ray(address, full_dashboard: bool = False):
     import ray
+    address = cluster_to_join(address)
     os.environ.update(RUNTIME_ENV)
     try:
         if address:
@@ -135,7 +155,8 @@ def start_ray(address, full_dashboard: bool = False):
                 print("the local Ray's dashboard serves the state API only (--full-ray-dashboard: every page)",
                       file=sys.stderr)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise UsageError(f"cannot reach Ray cluster at {address or 'local'}: {err}") from None
+        where = os.environ.get("RAY_ADDRESS") if address == "auto" else address
+        raise UsageError(f"cannot reach Ray cluster at {where or address or 'local'}: {err}") from None
     return ray.cluster_resources()
 
 
