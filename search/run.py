@@ -161,27 +161,26 @@ def apply_overrides(base: dict, assignments: list[str]) -> dict:
 
 
 def first_stage_dev_metrics(base: dict) -> dict:
-    """The first stage scored on the same dev queries and depth the trials rerank; loading the
-    data here also checks every file before Ray starts."""
+    """The first stage scored on the same dev queries and depth the trials rerank; building the
+    trials' data here, as each worker will, also checks every file and the training set before Ray starts."""
     from trainables.config import TrainConfig
-    from trainables.data import RetrievalData, split_queries
+    from trainables.data import steps_per_epoch
     from trainables.evaluate import candidates, score_run, to_run
-    from trainables.triples import find_triples
+    from trainables.trial_data import load_trial_data
     cfg = TrainConfig.from_dict(base)
-    data = RetrievalData.load(cfg.data_dir, cfg.run_file)
-    _, dev = split_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
-    if cfg.training_data == "triples" and find_triples(cfg.data_dir) is None:
-        raise UsageError(f"{cfg.data_dir}: --training-data triples, but there is no triples*.tsv")
-    pairs = candidates(data.run, dev[:cfg.max_dev_queries], cfg.rerank_depth)
+    data, training, dev = load_trial_data(cfg)
+    steps_per_epoch(len(training), cfg.batch_size)  # a batch larger than the training set
+    pairs = candidates(data.run, dev, cfg.rerank_depth)
     return score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
 
 
 def check_batch_split(base: dict, workers: int | None) -> None:
-    """A global batch that cannot give every worker's micro-batches a pair fails before any trial."""
+    """The settings as TrainConfig (every key, type and value), and a global batch that cannot
+    give every worker's micro-batches a pair, fail before any trial."""
     from trainables.config import TrainConfig
     from trainables.data import check_batch_split as check
+    cfg = TrainConfig.from_dict(base)
     if workers:
-        cfg = TrainConfig.from_dict(base)
         check(cfg.batch_size, workers, cfg.grad_accum)
 
 
@@ -280,7 +279,7 @@ def main(argv=None) -> dict:
     import ray
 
     from search import resources as resource_plan
-    from search import tracking
+    from search import tracking, validate
     from spaces import get_space
     from spaces.presets import get_preset
 
@@ -293,15 +292,18 @@ def main(argv=None) -> dict:
     # Everything a user can get wrong is checked before Ray starts or anything is written.
     data_dir = args.data or EMBEDDED_DIR
     trials = args.trials or (2 if args.smoke_test else EMBEDDED_TRIALS if args.data is None else 20)
-    run_file = ensure_first_stage(data_dir, storage)
-    base = apply_overrides(trial_base(space, args, "(model)", data_dir, run_file, preset), args.set)
-    first_stage = first_stage_dev_metrics(base)
-    check_batch_split(base, args.gpus_per_trial or args.workers_per_trial)
+    validate.check_outputs(args)
+    validate.check_expect_gpus(args)
     uri = args.mlflow_uri or tracking.default_uri(storage)
     if args.mlflow_uri:
         tracking.check_reachable(uri)
-    storage.mkdir(parents=True, exist_ok=True)
+    settings = lambda run_file: apply_overrides(trial_base(space, args, "(model)", data_dir, run_file, preset),
+                                                args.set)
+    check_batch_split(settings(None), validate.planned_workers(args))  # before BM25 may take minutes
+    base = settings(ensure_first_stage(data_dir, storage))
+    first_stage = first_stage_dev_metrics(base)
     base["model"] = model = resolve_model(space, args, storage)
+    storage.mkdir(parents=True, exist_ok=True)
     try:
         cluster = start_ray(args.address, args.full_ray_dashboard)
         cluster = resource_plan.wait_for_gpus(ray.cluster_resources, args.expect_gpus, args.expect_gpus_timeout)

@@ -19,9 +19,7 @@ import torch.distributed as dist
 from trainables.checkpoint import MODEL_DIR, TEST_PER_QUERY, load_state, save_checkpoint
 from trainables.rng import gather_rng_states, restore_rng, seed_rank
 from trainables.config import TrainConfig
-from trainables.data import (Pair, RetrievalData, split_queries, steps_per_epoch, three_way_split,
-                              training_pairs, worker_batches)
-from trainables.errors import UsageError
+from trainables.data import Pair, RetrievalData, steps_per_epoch, worker_batches
 from trainables.evaluate import candidates, mean_metrics
 from trainables.models import load_reranker, loadable_dir
 from trainables.optim import build_optimizer, build_scheduler
@@ -30,7 +28,7 @@ from trainables.prefetch import ahead
 from trainables.scoring import evaluate_dev, evaluate_test
 from trainables.step import StepSettings, train_step
 from trainables.throughput import EpochMeter
-from trainables.triples import find_triples, read_triples, triple_pairs
+from trainables.trial_data import load_trial_data
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -118,25 +116,6 @@ def train_loop_per_worker(config: dict) -> None:
         # died in between): report it again, or the trial would end without a result.
         ray.train.report(state.get("metrics", {}))
     meter.close()
-
-
-def load_trial_data(cfg: TrainConfig) -> tuple[RetrievalData, list[Pair], list[str]]:
-    """(data, training pairs, dev qids): a seeded split of the judged queries; pairs from the
-    data dir's triples or from judged positives + first-stage hard negatives of the train queries."""
-    data = RetrievalData.load(cfg.data_dir, cfg.run_file)
-    train_qids, dev_qids = split_queries(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
-    train_qids, dev_qids = train_qids[:cfg.max_train_queries], dev_qids[:cfg.max_dev_queries]
-    triples_path = find_triples(cfg.data_dir) if cfg.training_data != "judged" else None
-    if cfg.training_data == "triples" and triples_path is None:
-        raise UsageError(f"{cfg.data_dir}: training_data='triples' but there is no triples*.tsv")
-    if triples_path:
-        # Every dev and test query (not only the first max_dev_queries) stays out of training.
-        _, dev_all, test = three_way_split(data, cfg.dev_fraction, cfg.split_seed, cfg.folds, cfg.test_fold)
-        pairs = triple_pairs(read_triples(triples_path, data, cfg.max_triples), data, dev_all + test)
-    else:
-        pairs = training_pairs(data, train_qids, cfg.negatives_per_query, cfg.negative_depth,
-                               cfg.positive_level, cfg.graded_labels, cfg.seed)
-    return data, pairs, dev_qids
 
 
 def encode(pairs, data: RetrievalData, tokenizer, max_length: int, device):
