@@ -23,6 +23,7 @@ from analysis import html, plots, render, summary
 from analysis.runs import Experiment, load_experiment
 from analysis.stats import overall_verdict
 from trainables.errors import UsageError, exit_on_usage_error
+from trainables.paths import check_output
 
 ARTIFACT_PATH = "report"
 
@@ -60,8 +61,7 @@ def inputs_for(experiment: Experiment, figure_dir: Path) -> render.ReportInputs:
 
 def _check_out(out: Path) -> None:
     """Replacing DIR deletes it, so only a directory that is empty or holds an earlier report qualifies."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
+    check_output(out, "--out", directory=True)
     if out.is_dir() and any(out.iterdir()) and not (out / "report.md").is_file():
         raise UsageError(f"--out {out}: not empty and holds no report.md; choose a new or empty directory")
 
@@ -112,10 +112,11 @@ def main(argv=None) -> Path:
     # One progress bar per downloaded per_query.json would bury the report's two lines of output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = args.mlflow_uri or default_uri()
+    out = args.out.resolve()
+    _check_out(out)  # before MLflow is read: a report of many runs takes a while to gather
     experiment = load_experiment(uri, args.experiment)
     if not experiment.searches:
         raise UsageError(f"MLflow experiment {args.experiment!r} at {uri} has no search runs (tag role=search)")
-    out = args.out.resolve()
     inputs = write_report(experiment, out)
     log_to_searches(experiment, out)
     print(f"report: {out / 'report.md'} and report.html; logged under '{ARTIFACT_PATH}/' on "

@@ -14,6 +14,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from trainables.errors import UsageError
+from trainables.paths import check_sqlite
 
 PARENT_TAG = "mlflow.parentRunId"
 PER_QUERY_ARTIFACT = "per_query.json"
@@ -93,8 +94,10 @@ def _check_local_store(uri: str) -> None:
     """A missing SQLite file or store directory is a typo: MLflow would silently create an empty one."""
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///"):].split("?")[0]
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise UsageError(f"MLflow tracking URI {uri!r}: no database at {path}")
+        if path and path != ":memory:":
+            if not Path(path).is_file():
+                raise UsageError(f"MLflow tracking URI {uri!r}: no database at {path}")
+            check_sqlite(path, uri)
     elif uri.startswith("file:"):
         path = uri[len("file://"):] if uri.startswith("file://") else uri[len("file:"):]
         if not Path(path).is_dir():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from trainables.data import read_collection, read_queries, write_run
 from trainables.errors import UsageError, exit_on_usage_error
+from trainables.paths import check_output, require_file
 
 MANIFEST = "rerank-search-manifest.json"
 
@@ -104,6 +105,7 @@ def bm25_run(collection: Path, queries_path: Path, out: Path, index_dir: Path | 
              k: int = 1000, k1: float = 0.9, b: float = 0.4, threads: int = 1) -> Path:
     """Write the BM25 top-k run for queries_path to `out`, reusing index and run when unchanged."""
     queries = read_queries(queries_path)
+    require_file(collection)  # a cached index is reused without reading the collection
     index_dir = Path(index_dir) if index_dir else out.with_name(out.name + ".index")
     if index_dir.exists() and not (index_dir / MANIFEST).is_file() and any(index_dir.iterdir()):
         raise UsageError(f"{index_dir}: exists but is not an index made by search.bm25; pick another --index")
@@ -149,6 +151,9 @@ def main(argv=None) -> None:
             raise UsageError(f"--{name} must be >= 1")
     if args.k1 <= 0 or not 0 <= args.b <= 1:
         raise UsageError("--k1 must be > 0 and --b in [0, 1]")
+    check_output(args.out, "--out")
+    if args.index:
+        check_output(args.index, "--index", directory=True)
     out = bm25_run(args.collection, args.queries, args.out, args.index, args.k, args.k1, args.b, args.threads)
     print(f"wrote {out}", file=sys.stderr)
 

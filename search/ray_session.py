@@ -173,3 +173,26 @@ def cpus_per_gpu() -> float | None:
     shares = [node["Resources"].get("CPU", 0) / node["Resources"]["GPU"] for node in ray.nodes()
               if node.get("Alive") and node["Resources"].get("GPU", 0) > 0]
     return min(shares) if shares else None
+
+
+def local_resources() -> tuple[float, float] | None:
+    """(CPUs, GPUs) a local Ray would find on this machine, counted as Ray counts them, so a plan
+    can be checked before Ray starts; None when this Ray version hides how."""
+    try:
+        from ray._private.resource_and_label_spec import ResourceAndLabelSpec
+        from ray._private.utils import get_num_cpus
+        return get_num_cpus(), ResourceAndLabelSpec._get_current_node_accelerator(None, {})[1]
+    except (ImportError, AttributeError, TypeError):
+        return None
+
+
+def starts_local_ray(address) -> bool:
+    """Whether start_ray(address) starts a Ray of its own on this machine: ray.init without an
+    address joins RAY_ADDRESS or a cluster `ray start` left here, if there is one."""
+    if address:
+        return False
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+        return canonicalize_bootstrap_address(None) is None
+    except (ImportError, AttributeError, ConnectionError, ValueError):
+        return False

@@ -94,6 +94,15 @@ def plan_reruns(chosen: list, seeds: int, train_dict) -> list[Plan]:
     return plans
 
 
+def check_batch_splits(plans: list[Plan], workers: int | None) -> None:
+    """Every rerun's global batch must split over the trial's workers, before any trains."""
+    from trainables.data import check_batch_split
+    if not workers:
+        return
+    for plan in plans:
+        check_batch_split(plan.config["batch_size"], workers, plan.config["grad_accum"])
+
+
 def score_own_checkpoint(plan: Plan, resources) -> dict:
     """The trial's final checkpoint on the test fold, as a Ray task with one trial worker's resources."""
     import ray
@@ -156,10 +165,9 @@ def log_rerun(client, experiment_id: str, plan: Plan, metrics: dict) -> str:
 def main(argv=None) -> list[dict]:
     from analysis.runs import load_experiment
     from search import resources as resource_plan
-    from search import tracking
+    from search import tracking, validate
     from search.ray_session import add_ray_arguments, cpus_per_gpu, largest_gpu_node, start_ray
     from trainables.config import TrainConfig
-    from trainables.data import check_batch_split
 
     parser = argparse.ArgumentParser(prog="python -m search.rerun", description=__doc__.split("\n")[0])
     parser.add_argument("--experiment", required=True, help="MLflow experiment of the search(es)")
@@ -181,6 +189,7 @@ def main(argv=None) -> list[dict]:
         raise UsageError("--seeds must be >= 0 (0: score the trials' own checkpoints only)")
     if args.eval_every is not None and args.eval_every < 1:
         raise UsageError("--eval-every must be >= 1")
+    workers = validate.planned_workers(args)  # flags no plan could meet fail before MLflow is read
     storage = args.storage.resolve()
     uri = args.mlflow_uri or tracking.default_uri(storage)
     experiment = load_experiment(uri, args.experiment)
@@ -188,6 +197,7 @@ def main(argv=None) -> list[dict]:
     every = {"eval_every": args.eval_every} if args.eval_every else {}  # reports change no training step
     plans = plan_reruns(chosen, args.seeds, lambda params: {**TrainConfig.from_params(params).to_dict(), **every})
     reused = sum(p.checkpoint is not None for p in plans)
+    check_batch_splits(plans, workers)
     print(f"{len(plans) - reused} rerun(s) to train, {reused} trial checkpoint(s) to score", file=sys.stderr)
     if not plans:
         return []
@@ -201,8 +211,7 @@ def main(argv=None) -> list[dict]:
                                        args.workers_per_trial, 1, cpus_per_gpu(), largest_gpu_node())
         if resources.note:
             print(f"note: {resources.note}", file=sys.stderr)
-        for plan in plans:  # every rerun's batch must split over this plan's workers, before any trains
-            check_batch_split(plan.config["batch_size"], resources.num_workers, plan.config["grad_accum"])
+        check_batch_splits(plans, resources.num_workers)  # the plan of a cluster is known only now
         for plan in plans:
             config = {**plan.config, "num_threads": resources.cpus_per_worker}
             TrainConfig.from_dict(config)

@@ -32,17 +32,11 @@ def plan(cluster_cpus: float, cluster_gpus: float, gpus_per_trial: Optional[int]
     note = ""
     if gpus_per_trial is None:
         gpus_per_trial, note = default_gpus_per_trial(cluster_gpus, max_node_gpus)
-    if gpus_per_trial < 0:
-        raise UsageError("--gpus-per-trial must be >= 0")
-    if max_concurrent is not None and max_concurrent < 1:
-        raise UsageError("--max-concurrent must be >= 1")
+    check_flags(gpus_per_trial, workers_per_trial, max_concurrent)
     if gpus_per_trial > 0:
         if gpus_per_trial > cluster_gpus:
             raise UsageError(f"--gpus-per-trial {gpus_per_trial} but the cluster has {int(cluster_gpus)} GPU(s); "
                              f"use --gpus-per-trial 0 for CPU training")
-        if workers_per_trial not in (None, gpus_per_trial):
-            raise UsageError("with GPUs, a trial has one worker per GPU: leave --workers-per-trial unset "
-                             "or equal to --gpus-per-trial")
         concurrency = int(cluster_gpus // gpus_per_trial)
         concurrency = min(concurrency, max_concurrent or concurrency)
         # CPUs for tokenising and loading, from the GPU nodes themselves (cpus_per_gpu: the least any
@@ -51,12 +45,24 @@ def plan(cluster_cpus: float, cluster_gpus: float, gpus_per_trial: Optional[int]
         cpus = max(1, int(share))
         return TrialResources(gpus_per_trial, True, cpus, concurrency, note)
     workers = 1 if workers_per_trial is None else workers_per_trial
-    if workers < 1:
-        raise UsageError("--workers-per-trial must be >= 1")
     if workers > cluster_cpus:
         raise UsageError(f"--workers-per-trial {workers} but the cluster has {int(cluster_cpus)} CPU(s)")
     concurrency = min(max_concurrent or 1, int(cluster_cpus // workers))
     return TrialResources(workers, False, int(cluster_cpus // (workers * concurrency)), concurrency)
+
+
+def check_flags(gpus_per_trial: Optional[int], workers_per_trial: Optional[int],
+                max_concurrent: Optional[int]) -> None:
+    """The resource flags no cluster could satisfy; checked before Ray starts and in plan()."""
+    if gpus_per_trial is not None and gpus_per_trial < 0:
+        raise UsageError("--gpus-per-trial must be >= 0")
+    if workers_per_trial is not None and workers_per_trial < 1:
+        raise UsageError("--workers-per-trial must be >= 1")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UsageError("--max-concurrent must be >= 1")
+    if gpus_per_trial and workers_per_trial not in (None, gpus_per_trial):
+        raise UsageError("with GPUs, a trial has one worker per GPU: leave --workers-per-trial unset "
+                         "or equal to --gpus-per-trial")
 
 
 def default_gpus_per_trial(cluster_gpus: float, max_node_gpus: Optional[float]) -> tuple[int, str]:
@@ -77,13 +83,19 @@ def add_expect_gpus_arguments(parser) -> None:
                         help=f"give up after S seconds (default {DEFAULT_EXPECT_GPUS_TIMEOUT:.0f})")
 
 
+def check_expect_flags(expected: Optional[int], timeout: float) -> None:
+    if expected is not None and expected < 1:
+        raise UsageError("--expect-gpus must be >= 1")
+    if timeout < 0:
+        raise UsageError("--expect-gpus-timeout must be >= 0")
+
+
 def wait_for_gpus(cluster_resources: Callable[[], dict], expected: Optional[int], timeout: float,
                   poll: float = 5.0, clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], None] = time.sleep) -> dict:
     """The cluster's resources once at least `expected` GPUs have joined (at once without `expected`);
     nodes still starting would otherwise be planned as missing for the whole search."""
-    if expected is not None and expected < 1:
-        raise UsageError("--expect-gpus must be >= 1")
+    check_expect_flags(expected, timeout)
     deadline = clock() + timeout
     while True:
         resources = cluster_resources()

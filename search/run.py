@@ -177,44 +177,47 @@ def apply_overrides(base: dict, assignments: list[str]) -> dict:
     return base
 
 
-def first_stage_dev_metrics(base: dict, storage: Path) -> dict:
+def first_stage_dev_metrics(base: dict, storage: Path) -> tuple[dict, int]:
     """Prepare the data once for every trial and worker (trainables/prepared.py: every file is
-    checked here, before Ray starts), and score the first stage on the dev queries and depth the
-    trials rerank. Sets base["prepared"]."""
+    checked here, before Ray starts), build the trials' data as each worker will (a batch larger
+    than the training set fails here), and score the first stage on the dev queries and depth the
+    trials rerank. Sets base["prepared"]; returns the metrics and the number of training pairs."""
     from trainables.config import TrainConfig
+    from trainables.data import steps_per_epoch
     from trainables.evaluate import candidates, score_run, to_run
-    from trainables.prepared import Prepared, prepare
-    from trainables.split import split_queries
+    from trainables.loop import load_trial_data
+    from trainables.prepared import prepare
     from trainables.triples import find_triples
     cfg = TrainConfig.from_dict(base)
     if cfg.training_data == "triples" and find_triples(cfg.data_dir) is None:
         raise UsageError(f"{cfg.data_dir}: --training-data triples, but there is no triples*.tsv")
-    prepared = Prepared(prepare(cfg.data_dir, cfg.run_file, storage / "prepared", cfg.eval_runs))
-    base["prepared"] = str(prepared.folder)
-    dev = split_queries(prepared, cfg).dev
-    data = prepared.view(dev, eval_set=cfg.dev_set)
+    base["prepared"] = str(prepare(cfg.data_dir, cfg.run_file, storage / "prepared", cfg.eval_runs))
+    trial = load_trial_data(TrainConfig.from_dict(base))
+    steps_per_epoch(len(trial.pairs), cfg.batch_size)
+    data, dev = trial.eval, trial.dev_qids
     pairs = candidates(data.run, dev, cfg.rerank_depth)
-    return score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
+    metrics = score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
+    return metrics, len(trial.pairs)
 
 
-def trial_steps(base: dict) -> int | None:
-    """A whole trial's optimiser steps, ASHA's budget when trials report every eval_every steps
-    (None without eval_every). It needs the number of training pairs: the prepared data's, memory-mapped."""
+def trial_steps(base: dict, pairs: int) -> int | None:
+    """A whole trial's optimiser steps over `pairs` training pairs, ASHA's budget when trials
+    report every eval_every steps (None without eval_every)."""
     from trainables.config import TrainConfig
-    from trainables.loop import load_trial_data
     from trainables.reporting import total_steps
     cfg = TrainConfig.from_dict(base)
     if cfg.eval_every is None:
         return None
-    return total_steps(len(load_trial_data(cfg).pairs), cfg.batch_size, cfg.epochs)
+    return total_steps(pairs, cfg.batch_size, cfg.epochs)
 
 
 def check_batch_split(base: dict, workers: int | None) -> None:
-    """A global batch that cannot give every worker's micro-batches a pair fails before any trial."""
+    """The settings as TrainConfig (every key, type and value), and a global batch that cannot
+    give every worker's micro-batches a pair, fail before any trial."""
     from trainables.config import TrainConfig
     from trainables.data import check_batch_split as check
+    cfg = TrainConfig.from_dict(base)
     if workers:
-        cfg = TrainConfig.from_dict(base)
         check(cfg.batch_size, workers, cfg.grad_accum)
 
 
@@ -329,7 +332,7 @@ def main(argv=None) -> dict:
 
     from search import eval_sets
     from search import resources as resource_plan
-    from search import tracking, tracking_queue
+    from search import tracking, tracking_queue, validate
     from spaces import get_space
     from spaces.presets import get_preset
 
@@ -343,16 +346,18 @@ def main(argv=None) -> dict:
     data_dir = args.data or EMBEDDED_DIR
     trials = args.trials or (2 if args.smoke_test else EMBEDDED_TRIALS if args.data is None else 20)
     tests = eval_sets.choose(data_dir, args.dev_set, args.test_sets)
-    run_file = ensure_first_stage(data_dir, storage)
-    base = apply_overrides({**trial_base(space, args, "(model)", data_dir, run_file, preset),
-                            "eval_runs": eval_sets.ensure_runs(data_dir, storage)}, args.set)
-    check_batch_split(base, args.gpus_per_trial or args.workers_per_trial)
+    validate.check_outputs(args)
+    validate.check_expect_gpus(args)
     uri = args.mlflow_uri or tracking.default_uri(storage)
     if args.mlflow_uri:
         tracking.check_reachable(uri)
+    settings = lambda run_file, eval_runs: apply_overrides(
+        {**trial_base(space, args, "(model)", data_dir, run_file, preset), "eval_runs": eval_runs}, args.set)
+    check_batch_split(settings(None, None), validate.planned_workers(args))  # before BM25 may take minutes
+    base = settings(ensure_first_stage(data_dir, storage), eval_sets.ensure_runs(data_dir, storage))
     model = resolve_model(space, args, storage)
-    first_stage = first_stage_dev_metrics(base, storage)  # the last check: it writes the prepared data
-    steps = trial_steps(base)
+    first_stage, pairs = first_stage_dev_metrics(base, storage)  # the last check: it writes the prepared data
+    steps = trial_steps(base, pairs)
     test = {}
     storage.mkdir(parents=True, exist_ok=True)
     base["model"] = model

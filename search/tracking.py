@@ -16,6 +16,7 @@ from ray import tune
 
 from search import tracking_queue
 from trainables.errors import UsageError
+from trainables.paths import check_sqlite
 
 EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "lr", "pairs_per_s",
                  "tokens_per_s", "step_time_s", "train_s", "eval_s", "mfu", "gpu_util_mean", "gpu_mem_peak_gb",
@@ -38,9 +39,10 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
             raise UsageError(f"MLflow tracking URI {uri!r} is unreachable ({type(err).__name__}); "
                              f"start the server (cluster/mlflow_server.sh) or fix --mlflow-uri") from None
     elif uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).parent
-        if not folder.is_dir():
-            raise UsageError(f"MLflow tracking URI {uri!r}: folder {folder} does not exist")
+        path = Path(uri[len("sqlite:///"):].split("?")[0])
+        if not path.parent.is_dir():
+            raise UsageError(f"MLflow tracking URI {uri!r}: folder {path.parent} does not exist")
+        check_sqlite(path, uri)
 
 
 def connect(uri: str, experiment: str, storage: Path) -> tuple[MlflowClient, str]:

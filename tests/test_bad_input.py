@@ -38,6 +38,44 @@ def first_qid(data):
     return (data / "queries.tsv").read_text().split("\t", 1)[0]
 
 
+def first_pid(data):
+    return (data / "collection.tsv").read_text().split("\t", 1)[0]
+
+
+def append_bytes(path, line, raw):
+    """Bytes that make `path` no valid text, at the end of its line `line` (1-based)."""
+    lines = path.read_bytes().split(b"\n")
+    lines[line - 1] += raw
+    path.write_bytes(b"\n".join(lines))
+
+
+def empty_store(tmp):
+    """An MLflow SQLite store without experiments; its URI."""
+    (tmp / "r").mkdir()
+    MlflowClient(f"sqlite:///{tmp}/r/mlflow.db").search_experiments()
+    return f"sqlite:///{tmp}/r/mlflow.db"
+
+
+def broken_model(tmp):
+    (tmp / "model").mkdir()
+    (tmp / "model" / "config.json").write_text("{not json")
+    return str(tmp / "model")
+
+
+def smoke(tmp, *flags):
+    return ["--space", "minilm", "--smoke-test", "--storage", str(tmp / "r"), *flags]
+
+
+def rerank(data, tmp, *flags, collection=None):
+    return ["--model", "x", "--collection", str(collection or data / "collection.tsv"), "--queries",
+            str(data / "queries.tsv"), "--run", str(data / "run.bm25.trec"), "--out", str(tmp / "o.trec"), *flags]
+
+
+def bm25(data, tmp, *flags, collection=None):
+    return ["--collection", str(collection or data / "collection.tsv"), "--queries", str(data / "queries.tsv"),
+            "--out", str(tmp / "o.trec"), *flags]
+
+
 # (cli module, setup(data, tmp) -> argv, expected text in the message)
 CASES = {
     "unknown space": ("search.run", lambda d, t: ["--space", "bert-huge"], "unknown space 'bert-huge'"),
@@ -82,15 +120,63 @@ CASES = {
         "batch_size=3", "--set", "grad_accum=2"], "batch_size=3 is smaller than 2 worker(s) × grad_accum=2"),
     "GPUs requested, none present": ("search.run", lambda d, t: ["--space", "minilm", "--smoke-test", "--storage",
                                                                  str(t / "r"), "--gpus-per-trial", "3"], "0 GPU"),
-    "expected GPUs never join": ("search.run", lambda d, t: ["--space", "minilm", "--smoke-test", "--storage", str(t / "r"),
-                                                             "--expect-gpus", "2", "--expect-gpus-timeout", "1"],
-                                 "--expect-gpus 2: the cluster has 0 GPU(s) after 1 s"),
+    "expected GPUs a local Ray never has": ("search.run", lambda d, t: smoke(t, "--expect-gpus", "2"),
+                                            "--expect-gpus 2: this machine has 0 GPU(s)"),
+    "--set not an integer": ("search.run", lambda d, t: smoke(t, "--set", "max_length=abc"),
+                             "'max_length'='abc': must be an integer"),
+    "--set a number for a flag": ("search.run", lambda d, t: smoke(t, "--set", "bf16=1"),
+                                  "'bf16'=1: must be true or false"),
+    "--set text for a number": ("search.run", lambda d, t: smoke(t, "--set", "first_stage_weight=high"),
+                                "'first_stage_weight'='high': must be a number or null"),
+    "--set without a value": ("search.run", lambda d, t: smoke(t, "--set", "max_length"), "expected KEY=VALUE"),
+    "batch smaller than its workers": ("search.run", lambda d, t: smoke(t, "--set", "batch_size=1",
+                                                                        "--workers-per-trial", "2"),
+                                       "batch_size=1 is smaller than 2 worker(s) × grad_accum=1"),
+    "batch larger than the training set": ("search.run", lambda d, t: smoke(t, "--set", "batch_size=100000"),
+                                           "batch_size=100000 is larger than the 64 training pairs"),
+    "zero workers": ("search.run", lambda d, t: smoke(t, "--workers-per-trial", "0"), "--workers-per-trial must be >= 1"),
+    "negative GPUs": ("search.run", lambda d, t: smoke(t, "--gpus-per-trial", "-1"), "--gpus-per-trial must be >= 0"),
+    "zero concurrency": ("search.run", lambda d, t: smoke(t, "--max-concurrent", "0"), "--max-concurrent must be >= 1"),
+    "more workers than CPUs": ("search.run", lambda d, t: smoke(t, "--workers-per-trial", "100000"),
+                               "--workers-per-trial 100000 but the cluster has"),
+    "workers beside GPUs": ("search.run", lambda d, t: smoke(t, "--gpus-per-trial", "2", "--workers-per-trial", "1"),
+                            "one worker per GPU"),
+    "queries not UTF-8": ("search.run", lambda d, t: (
+        append_bytes(d / "queries.tsv", 2, b" caf\xe9"), smoke(t, "--data", str(d)))[1],
+        "queries.tsv:2: not valid text: byte 0xe9"),
+    "NUL byte in collection": ("search.run", lambda d, t: (
+        append_bytes(d / "collection.tsv", 3, b"\x00"), smoke(t, "--data", str(d)))[1],
+        "collection.tsv:3: not valid text: a NUL byte"),
+    "triples name an unknown passage": ("search.run", lambda d, t: (
+        (d / "triples.tsv").write_text(f"{first_qid(d)}\t{first_pid(d)}\t{first_pid(d)}\n{first_qid(d)}\tghost\t"
+                                       f"{first_pid(d)}\n"), smoke(t, "--data", str(d)))[1], "triples.tsv:2: id 'ghost'"),
+    "storage is a file": ("search.run", lambda d, t: ((t / "file").write_text("x"),
+                                                      ["--space", "minilm", "--storage", str(t / "file")])[1],
+                          "--storage"),
+    "output JSON is a directory": ("search.run", lambda d, t: smoke(t, "--output-json", str(d)), "--output-json"),
+    "model config not JSON": ("search.run", lambda d, t: ["--space", "minilm", "--storage", str(t / "r"),
+                                                          "--model", broken_model(t)],
+                              "config.json: not a valid model config"),
+    "tracking store not SQLite": ("search.run", lambda d, t: smoke(t, "--mlflow-uri", f"sqlite:///{d}/qrels.txt"),
+                                  "qrels.txt is not an SQLite database"),
+    "rerun unknown experiment": ("search.rerun", lambda d, t: ["--experiment", "nothing-here", "--mlflow-uri",
+                                                               empty_store(t)], "'nothing-here'"),
+    "rerun negative seeds": ("search.rerun", lambda d, t: ["--experiment", "x", "--seeds", "-1"], "--seeds"),
+    "rerun zero workers": ("search.rerun", lambda d, t: ["--experiment", "x", "--workers-per-trial", "0"],
+                           "--workers-per-trial must be >= 1"),
+    "rerun without a tracking store": ("search.rerun", lambda d, t: ["--experiment", "x", "--storage", str(t / "none")],
+                                       "no database at"),
     "bm25 malformed collection": ("search.bm25", lambda d, t: (
         edit(d / "collection.tsv", lambda s: s.replace("\n", "\nno tab here\n", 1)),
         ["--collection", str(d / "collection.tsv"), "--queries", str(d / "queries.tsv"), "--out", str(t / "o.trec")])[1],
         "collection.tsv:2"),
     "bm25 bad k": ("search.bm25", lambda d, t: ["--collection", str(d / "collection.tsv"), "--queries",
                                                str(d / "queries.tsv"), "--out", str(t / "o.trec"), "--k", "0"], "--k"),
+    "bm25 missing collection": ("search.bm25", lambda d, t: bm25(d, t, collection=t / "none.tsv"),
+                                "none.tsv: file not found"),
+    "bm25 queries not UTF-8": ("search.bm25", lambda d, t: (append_bytes(d / "queries.tsv", 4, b"\xff"),
+                                                            bm25(d, t))[1], "queries.tsv:4: not valid text"),
+    "bm25 out is a directory": ("search.bm25", lambda d, t: bm25(d, t)[:-1] + [str(d)], "--out"),
     "no Java for BM25": ("search.bm25", lambda d, t: ["--collection", str(d / "collection.tsv"), "--queries",
                                                      str(d / "queries.tsv"), "--out", str(t / "o.trec")], "no Java"),
     "evaluate malformed run": ("analysis.evaluate", lambda d, t: (
@@ -101,6 +187,14 @@ CASES = {
     "evaluate unjudged run": ("analysis.evaluate", lambda d, t: (
         (t / "other.trec").write_text("zzz Q0 p 1 1.0 x\n"),
         ["--run", str(t / "other.trec"), "--qrels", str(d / "qrels.txt")])[1], "other.trec"),
+    "evaluate run not valid text": ("analysis.evaluate", lambda d, t: (
+        append_bytes(d / "run.bm25.trec", 2, b"\x00"),
+        ["--run", str(d / "run.bm25.trec"), "--qrels", str(d / "qrels.txt")])[1], "run.bm25.trec:2: not valid text"),
+    "rerank missing collection": ("trainables.rerank", lambda d, t: rerank(d, t, collection=t / "none.tsv"),
+                                  "none.tsv: file not found"),
+    "rerank out is a directory": ("trainables.rerank", lambda d, t: rerank(d, t)[:-1] + [str(d)], "--out"),
+    "rerank model config not JSON": ("trainables.rerank", lambda d, t: ["--model", broken_model(t)] + rerank(d, t)[2:],
+                                     "config.json: not a valid model config"),
     "rerank corrupt checkpoint": ("trainables.rerank", lambda d, t: (
         (t / "ckpt" / "model").mkdir(parents=True), (t / "ckpt" / "model" / "config.json").write_text("{}"),
         (t / "ckpt" / "state.pt").write_bytes(b"not a torch file"),
@@ -128,6 +222,15 @@ CASES = {
     "dev set with folds": ("search.run", lambda d, t: (
         with_eval_set(d), ["--space", "minilm", "--smoke-test", "--data", str(d), "--dev-set", "held",
                            "--folds", "5"])[1], "with --dev-set the test sets are eval sets"),
+    "report out is a file": ("analysis.report", lambda d, t: ["--experiment", "x", "--mlflow-uri", empty_store(t),
+                                                              "--out", str(d / "qrels.txt")],
+                             "exists and is not a directory"),
+    "report out holds other files": ("analysis.report", lambda d, t: ["--experiment", "x", "--mlflow-uri",
+                                                                      empty_store(t), "--out", str(d)],
+                                     "not empty and holds no report.md"),
+    "report store not SQLite": ("analysis.report", lambda d, t: ["--experiment", "x", "--mlflow-uri",
+                                                                 f"sqlite:///{d}/qrels.txt", "--out", str(t / "rep")],
+                                "qrels.txt is not an SQLite database"),
 }
 
 
@@ -144,12 +247,13 @@ def test_bad_input_exits_2_with_one_clear_line(name, data, tmp_path):
                           cwd=tmp_path, env=env)
     err = done.stderr
     assert done.returncode == 2, err[-3000:]
-    assert "Traceback" not in err
-    message = [line for line in err.splitlines() if line.startswith(("error:", "usage:", "python -m"))]
-    assert message and needle in err, err
+    assert "Traceback" not in err and "local Ray instance" not in err and "Ray's dashboard" not in err, err
+    # One error line: ours ("error: ...") or argparse's ("python -m MODULE: error: ...").
+    message = [line for line in err.splitlines() if line.startswith("error:") or line.startswith(f"python -m {module}: error:")]
+    assert len(message) == 1 and needle in message[0], err
     created = set(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) - before
-    # No outputs. The GPU checks need Ray, so those cases got as far as building their tiny smoke
-    # model and preparing the data (a complete, reusable cache, trainables/prepared.py).
-    outputs = [p for p in created if p.suffix in (".trec", ".json", ".md", ".html", ".png", ".db")
-               and "tiny-models" not in p.parts and "prepared" not in p.parts]
-    assert not outputs, outputs
+    # No outputs. Caches may remain, complete: the tiny smoke model, and prepared data (cases that
+    # fail after preparing; a failed preparation leaves no temporary folder, trainables/prepared.py).
+    temporary = [p for p in created if p.name.startswith(".")]
+    outputs = [p for p in created if p.is_file() and "tiny-models" not in p.parts and "prepared" not in p.parts]
+    assert not temporary and not outputs, created

@@ -27,3 +27,20 @@ def test_missing_required_key():
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(UsageError, match=repr(key)):
         TrainConfig.from_dict({**BASE, key: value})
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("max_length", "abc", "an integer"), ("max_length", 1.5, "an integer"), ("max_length", True, "an integer"),
+    ("bf16", 1, "true or false"), ("bf16", "yes", "true or false"), ("lr", "fast", "a number"),
+    ("lr", False, "a number"), ("attn_implementation", 3, "a string or null"),
+    ("max_triples", 2.0, "an integer or null"), ("model", None, "a string")])
+def test_wrong_types_name_the_key_and_the_type(key, value, expected):
+    with pytest.raises(UsageError, match=f"{key!r}={value!r}: must be {expected}$"):
+        TrainConfig.from_dict({**BASE, key: value})
+
+
+def test_ints_are_numbers_and_none_fills_optional_fields():
+    import numpy as np
+    cfg = TrainConfig.from_dict({**BASE, "lr": 1, "beta1": None, "max_triples": np.int64(5),
+                                 "weight_decay": np.float64(0.1), "attn_implementation": "sdpa"})
+    assert (cfg.lr, cfg.beta1, cfg.max_triples, cfg.attn_implementation) == (1, None, 5, "sdpa")

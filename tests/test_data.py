@@ -1,7 +1,7 @@
 import pytest
 
 from trainables.data import (RetrievalData, check_batch_split, micro_loss_weight, read_collection, read_qrels,
-                             read_run, split_queries, split_sizes, training_pairs, worker_batches)
+                             read_queries, read_run, split_queries, split_sizes, training_pairs, worker_batches)
 from trainables.errors import UsageError
 
 
@@ -21,6 +21,23 @@ def write(tmp_path, name, text):
 def test_malformed_files_name_file_and_line(tmp_path, reader, name, text, needle):
     with pytest.raises(UsageError, match=needle):
         reader(write(tmp_path, name, text))
+
+
+@pytest.mark.parametrize("reader,name,raw,needle", [
+    (read_queries, "queries.tsv", b"1\tok\n2\tcaf\xe9\n", "queries.tsv:2: not valid text: byte 0xe9 at column 6 "),
+    (read_collection, "collection.tsv", b"1\ta\x00b\n", "collection.tsv:1: not valid text: a NUL byte at column 4"),
+    (read_run, "run.trec", b"1 Q0 7 1 3.2 t\n\n1 Q0 8 2 3.1 \xff\n", "run.trec:3: not valid text: byte 0xff"),
+    (read_qrels, "qrels.txt", b"1 0 7 2\x00\n", "qrels.txt:1: not valid text: a NUL byte"),
+])
+def test_files_that_are_not_text_name_file_and_line(tmp_path, reader, name, raw, needle):
+    (tmp_path / name).write_bytes(raw)
+    with pytest.raises(UsageError, match=needle):
+        reader(tmp_path / name)
+
+
+def test_utf8_beyond_ascii_is_text(tmp_path):
+    (tmp_path / "queries.tsv").write_text("1\tcafé ünïcode 検索\n", encoding="utf-8")
+    assert read_queries(tmp_path / "queries.tsv") == {"1": "café ünïcode 検索"}
 
 
 def test_missing_file(tmp_path):

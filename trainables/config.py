@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import numbers
+import typing
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -100,6 +102,9 @@ class TrainConfig:
             if not ok:
                 raise UsageError(f"config key {key!r}={getattr(self, key)!r}: {why}")
 
+        # Types first: a value of the wrong type would otherwise fail as a TypeError in a comparison.
+        for key, hint in typing.get_type_hints(TrainConfig).items():
+            need(type_matches(getattr(self, key), hint), key, f"must be {type_name(hint)}")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         need(self.training_data in TRAINING_DATA, "training_data", f"must be one of {', '.join(TRAINING_DATA)}")
         need(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
@@ -147,3 +152,30 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _kinds(hint) -> tuple:
+    """The plain types a field's annotation allows: Optional[float] is (float, NoneType)."""
+    return typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+
+
+def type_matches(value, hint) -> bool:
+    """JSON-like typing: ints are numbers but booleans are not; numpy scalars count as numbers."""
+    def matches(kind) -> bool:
+        if kind is type(None):
+            return value is None
+        if kind is bool:
+            return isinstance(value, bool)
+        if isinstance(value, bool):
+            return False
+        if kind is int:
+            return isinstance(value, numbers.Integral)
+        if kind is float:
+            return isinstance(value, numbers.Real)
+        return isinstance(value, kind)
+    return any(matches(kind) for kind in _kinds(hint))
+
+
+def type_name(hint) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    return " or ".join(names.get(kind, getattr(kind, "__name__", str(kind))) for kind in _kinds(hint))

@@ -14,18 +14,31 @@ from pathlib import Path
 import numpy as np
 
 from trainables.errors import UsageError
+from trainables.paths import require_file
 
 RUN_NAMES = ("run.trec", "run.bm25.trec")
 
 
 def _lines(path: Path):
-    if not path.is_file():
-        raise UsageError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as handle:
+    with open(require_file(path), encoding="utf-8", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\n").rstrip("\r")
+            check_text(line, path, number)
             if line.strip():
                 yield number, line
+
+
+def check_text(line: str, path, number: int) -> None:
+    """A NUL or a byte that is not UTF-8 fails naming its file, line and column."""
+    if "\x00" in line:
+        raise UsageError(f"{path}:{number}: not valid text: a NUL byte at column {line.index(chr(0)) + 1}")
+    if not line.isascii():  # isascii is O(1); only other lines pay for an encode
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as err:  # surrogateescape made each byte that is not UTF-8 a surrogate
+            byte = ord(line[err.start]) - 0xDC00
+            raise UsageError(f"{path}:{number}: not valid text: byte 0x{byte:02x} at column {err.start + 1} "
+                             f"is not UTF-8") from None
 
 
 def _read_tsv_texts(path: Path, what: str) -> dict[str, str]:

@@ -49,7 +49,19 @@ def require(model: str) -> Path:
                          f"(or download it into the HF cache first), or use --smoke-test")
     if not (found / "config.json").is_file():
         raise UsageError(f"{found}: no config.json, so this is not a transformers model directory")
+    read_config(found)  # a broken config fails here, not in every worker that loads the model
     return found
+
+
+def read_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise UsageError(f"{path}: not a valid model config ({type(err).__name__}: {err})") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{path}: not a valid model config (a JSON object is needed)")
+    return config
 
 
 def gte_native_config(original: dict) -> dict:
@@ -66,7 +78,7 @@ def native_dir(model_dir: Path, cache_root: Path) -> Path:
 
     Every worker of every trial on a node may call this at once: the shadow is built in a private
     temporary dir and renamed into place whole, so a reader sees no folder or a complete one."""
-    config = json.loads((model_dir / "config.json").read_text())
+    config = read_config(model_dir)
     if config.get("model_type") != "new":
         return model_dir
     source = model_dir.resolve()

@@ -246,6 +246,8 @@ class TextTable:
                 key = pc.utf8_trim_whitespace(batch.column(0))
                 if pc.any(pc.equal(pc.utf8_length(key), 0)).as_py():
                     raise ValueError("empty id")
+                if any(pc.any(pc.match_substring(c, "\x00")).as_py() for c in batch.columns):
+                    raise ValueError("NUL byte")  # valid UTF-8 to Arrow, but no text
                 self.append(key, batch.column(1))
                 ids.append(key)
         except (pa.ArrowInvalid, ValueError):

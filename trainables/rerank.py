@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from trainables.errors import UsageError, exit_on_usage_error
+from trainables.paths import check_output
 
 
 def model_directory(model: str) -> Path:
@@ -77,6 +78,7 @@ def main(argv=None) -> dict | None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 <= args.first_stage_weight <= 1:
         raise UsageError("--first-stage-weight must be in [0, 1]")
+    check_output(args.out, "--out")
     # Everything is read and checked before the model loads, so a bad file costs no time.
     collection, queries, run = read_collection(args.collection), read_queries(args.queries), read_run(args.run)
     qrels = read_qrels(args.qrels) if args.qrels else None
