@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import EMBEDDED
 from trainables.data import RetrievalData, read_collection
 from trainables.errors import UsageError
-from trainables.prepared import Prepared, prepare
+from trainables.prepared import Prepared, line_blocks, prepare
 
 
 @pytest.fixture
@@ -69,6 +69,7 @@ def test_processes_preparing_the_same_data_at_once_end_with_one_good_copy(data_d
     ("collection.tsv", lambda s: s + s.splitlines()[0] + "\n", "duplicate pid"),
     ("queries.tsv", lambda s: s.replace("\n", "\n\tno id\n", 1), "queries.tsv:2"),
     ("run.bm25.trec", lambda s: s.split()[0] + " Q0 ghost 1 9.0 x\n" + s, "'ghost'"),
+    ("collection.tsv", lambda s: s.replace("\t", "\t\x00", 1), "collection.tsv:1: not valid text: a NUL byte"),
 ])
 def test_bad_files_give_the_tsv_readers_file_line_errors_and_leave_nothing(data_dir, tmp_path, name, transform,
                                                                            needle):
@@ -77,6 +78,15 @@ def test_bad_files_give_the_tsv_readers_file_line_errors_and_leave_nothing(data_
     with pytest.raises(UsageError, match=needle):
         prepare(data_dir, cache_root=tmp_path / "cache")
     assert not list((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 10_000])
+def test_blocks_end_at_line_ends_and_hold_every_byte(tmp_path, size):
+    path = tmp_path / "f.tsv"
+    path.write_bytes(b"a\tone\nbb\ttwo two\n\nc\tthree")  # no newline at the end
+    blocks = list(line_blocks(path, size))
+    assert b"".join(blocks) == path.read_bytes()
+    assert all(block.endswith(b"\n") for block in blocks[:-1])
 
 
 def test_a_line_of_blanks_is_skipped_as_the_tsv_reader_skips_it(data_dir, tmp_path):

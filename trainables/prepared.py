@@ -279,14 +279,28 @@ class TextTable:
 
 
 def stream_tsv(path: Path, names: list[str]):
-    """Record batches of a headerless, unquoted TSV; raises ArrowInvalid on a row of the wrong width."""
-    reader = pacsv.open_csv(
-        str(path), read_options=pacsv.ReadOptions(column_names=names, block_size=BLOCK, use_threads=False),
-        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False))
-    for batch in reader:
-        yield batch
+    """Record batches of a headerless, unquoted TSV; raises ArrowInvalid on a row of the wrong width.
+    Each block is parsed on its own: Arrow's streaming reader reads ahead by many blocks."""
+    options = (pacsv.ReadOptions(column_names=names, use_threads=False),
+               pacsv.ParseOptions(delimiter="\t", quote_char=False),
+               pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                                    quoted_strings_can_be_null=False))
+    for block in line_blocks(path, BLOCK):
+        yield from pacsv.read_csv(pa.py_buffer(block), *options).to_batches()
+
+
+def line_blocks(path: Path, size: int):
+    """The file's bytes in pieces of about `size` that end at a newline (the last one may not)."""
+    rest = b""
+    with open(path, "rb") as handle:
+        while data := handle.read(size):
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                yield data[:cut]
+    if rest:
+        yield rest
 
 
 def open_prepared(data_dir, run_file=None, folder=None, eval_runs=None) -> "Prepared":
