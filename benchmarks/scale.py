@@ -8,8 +8,10 @@ length (~56 words), N/17 training queries, N/3 id triples, and 43 judged evaluat
 top-1000 run. Then runs, side by side, the same smoke search on the embedded data and on that
 directory (2 workers per trial, --max-triples 800; the large one starts cold, preparation
 included), sampling system-wide memory above idle and every Ray Train worker's private (USS) and
-proportional (PSS) memory. Also times a warm start (prepared already) and, in its own process,
-the TSV readers (`RetrievalData.load` of the directory, which a trial did before the prepared form).
+proportional (PSS) memory, and the search's own processes' memory summed proportionally:
+anonymous + shared (what only they can free) apart from the mapped file pages of the prepared data
+(page cache, shared by every process on the node and reclaimable). Also times a warm start
+(prepared already) and, in its own process, the TSV readers (`RetrievalData.load` of the directory, which a trial did before the prepared form).
 Goal: the large corpus adds < 700 MB of peak memory and < 30 s of wall time, preparation included;
 a worker starts in < 10 s once the data is prepared.
 """
@@ -76,47 +78,79 @@ def system_used() -> int:
     return memory.total - memory.available
 
 
+def rollup(pid: int) -> dict[str, int]:
+    """A process's proportional memory by kind, in bytes (Linux smaps_rollup)."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("Pss_Anon", "Pss_Shmem", "Pss_File"):
+                fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
 class Sampler(threading.Thread):
-    """System memory above `idle` and each Ray Train worker's USS/PSS, every 0.25 s."""
+    """Every 0.25 s: system memory above `idle`; the search's own processes (the driver, Ray, its
+    workers), summed proportionally: anonymous + shared memory (what only they can free) and the
+    file pages they map (the prepared data in the page cache, shared and reclaimable); and each Ray
+    Train worker's USS/PSS."""
 
     def __init__(self, idle: int):
         super().__init__(daemon=True)
         self.idle, self.peak, self.workers, self.stop = idle, 0, {}, threading.Event()
+        self.root, self.tree_peak, self.file_peak = None, 0, 0
 
     def run(self):
         while not self.stop.is_set():
             self.peak = max(self.peak, system_used() - self.idle)
-            for proc in psutil.process_iter(["name", "cmdline"]):
-                title = " ".join(proc.info["cmdline"] or [])
-                if "RayTrainWorker" not in title:
-                    continue
-                try:
-                    info = proc.memory_full_info()
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
+            if self.root:
+                self.sample_tree()
+            self.stop.wait(0.25)
+
+    def sample_tree(self):
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        private = mapped = 0
+        for proc in procs:
+            try:
+                fields = rollup(proc.pid)
+                title = " ".join(proc.cmdline())
+                info = proc.memory_full_info() if "RayTrainWorker" in title else None
+            except (OSError, psutil.Error):
+                continue
+            private += fields.get("Pss_Anon", 0) + fields.get("Pss_Shmem", 0)
+            mapped += fields.get("Pss_File", 0)
+            if info:
                 uss, pss = self.workers.get(proc.pid, (0, 0))
                 self.workers[proc.pid] = (max(uss, info.uss), max(pss, info.pss))
-            self.stop.wait(0.25)
+        self.tree_peak, self.file_peak = max(self.tree_peak, private), max(self.file_peak, mapped)
 
 
 def run_search(name: str, extra: list[str], storage: Path) -> dict:
     """One search as a user runs it, with its wall time, memory and workers' start-up lines."""
     shutil.rmtree(storage, ignore_errors=True) if name != "large, warm" else None
     time.sleep(3)
-    sampler = Sampler(system_used())
+    sampler, load = Sampler(system_used()), os.getloadavg()[0]  # other work skews wall time and system memory
     sampler.start()
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "search.run", *SEARCH, *extra, "--storage", str(storage)],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "RAY_DEDUP_LOGS": "0"})
+    child = subprocess.Popen([sys.executable, "-m", "search.run", *SEARCH, *extra, "--storage", str(storage)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "RAY_DEDUP_LOGS": "0"})
+    sampler.root = psutil.Process(child.pid)
+    _, stderr = child.communicate()
     wall = time.perf_counter() - started
     sampler.stop.set()
     sampler.join()
-    if done.returncode:
-        raise SystemExit(f"{name}: search.run failed:\n{done.stderr[-3000:]}")
+    if child.returncode:
+        raise SystemExit(f"{name}: search.run failed:\n{stderr[-3000:]}")
     ready = [(float(a), float(b)) for a, b in
-             re.findall(r"worker \d+/\d+: data ready in ([\d.]+) s, first step after ([\d.]+) s", done.stderr)]
-    prepared = re.search(r"prepared in ([\d.]+) s", done.stderr)
-    return {"arm": name, "wall_s": round(wall, 1), "peak_above_idle_mb": round(sampler.peak / 2**20),
+             re.findall(r"worker \d+/\d+: data ready in ([\d.]+) s, first step after ([\d.]+) s", stderr)]
+    prepared = re.search(r"prepared in ([\d.]+) s", stderr)
+    return {"arm": name, "load_average_at_start": round(load, 2), "wall_s": round(wall, 1), "peak_above_idle_mb": round(sampler.peak / 2**20),
+            "search_private_peak_mb": round(sampler.tree_peak / 2**20),
+            "search_mapped_files_peak_mb": round(sampler.file_peak / 2**20),
             "worker_uss_mb": [round(u / 2**20) for u, _ in sampler.workers.values()],
             "worker_pss_mb": [round(p / 2**20) for _, p in sampler.workers.values()],
             "worker_data_ready_s": [a for a, _ in ready], "worker_first_step_s": [b for _, b in ready],
@@ -152,6 +186,7 @@ def main() -> None:
             tsv_readers(directory)]
     embedded, cold, warm = arms[:3]
     verdict = {"added_peak_mb": cold["peak_above_idle_mb"] - embedded["peak_above_idle_mb"],
+               "added_search_private_peak_mb": cold["search_private_peak_mb"] - embedded["search_private_peak_mb"],
                "added_wall_s": round(cold["wall_s"] - embedded["wall_s"], 1),
                "warm_worker_first_step_max_s": max(warm["worker_first_step_s"], default=None)}
     verdict["goals_met"] = (verdict["added_peak_mb"] < 700 and verdict["added_wall_s"] < 30

@@ -3,12 +3,29 @@ tagged as search.run and search.rerun tag them."""
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 from pathlib import Path
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from analysis.runs import Experiment, load_experiment
+
+
+def wait_healthy(proc, url: str, log: Path, seconds: float) -> None:
+    """Until an MLflow server answers on url/health; fails with its log if it exits or never answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"no /health within {seconds} s:\n" + log.read_text()[-2000:]
+        time.sleep(0.5)
 
 
 class Store:

@@ -8,8 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 import yaml
 
 from search.ray_session import free_port
+from tests.mlflow_store import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
@@ -207,17 +206,7 @@ def test_mlflow_script_serves_on_localhost(tmp_path):
                                  "--workers", "1"], stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "no /health within 60 s:\n" + log.read_text()
-            time.sleep(0.5)
+        wait_healthy(proc, f"http://127.0.0.1:{port}", log, 60)
         # the store URI reaches mlflow through its environment, never its command line
         cmdline = Path(f"/proc/{proc.pid}/cmdline")
         if cmdline.exists():

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from search import tracking_queue
 from search.ray_session import free_port
 from search.tracking import PARENT_TAG, TrialRuns
 from search.tracking_import import main as import_backlog
-from tests.mlflow_store import Store
+from tests.mlflow_store import Store, wait_healthy
 
 
 class trial:
@@ -150,17 +149,7 @@ class Server:
             [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{self.tmp}/server.db", "--artifacts-destination",
              str(self.tmp / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
             stdout=open(self.tmp / "server.log", "a"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.proc.poll() is None, (self.tmp / "server.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "no /health within 120 s"
-            time.sleep(0.5)
+        wait_healthy(self.proc, self.uri, self.tmp / "server.log", 120)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
