@@ -184,7 +184,7 @@ def first_stage_dev_metrics(base: dict, storage: Path) -> tuple[dict, int]:
     trials rerank. Sets base["prepared"]; returns the metrics and the number of training pairs."""
     from trainables.config import TrainConfig
     from trainables.data import steps_per_epoch
-    from trainables.evaluate import candidates, score_run, to_run
+    from trainables.evaluate import candidates, relevance_level, score_run, to_run
     from trainables.loop import load_trial_data
     from trainables.prepared import prepare
     from trainables.triples import find_triples
@@ -196,7 +196,8 @@ def first_stage_dev_metrics(base: dict, storage: Path) -> tuple[dict, int]:
     steps_per_epoch(len(trial.pairs), cfg.batch_size)
     data, dev = trial.eval, trial.dev_qids
     pairs = candidates(data.run, dev, cfg.rerank_depth)
-    metrics = score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, cfg.positive_level)
+    level = relevance_level(data.qrels, cfg.positive_level)
+    metrics = score_run(to_run(pairs, [data.run[q][p] for q, p in pairs]), data.qrels, level)
     return metrics, len(trial.pairs)
 
 

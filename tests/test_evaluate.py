@@ -3,7 +3,7 @@ import math
 import pytest
 
 from trainables.data import read_qrels, read_run
-from trainables.evaluate import per_query_metrics, score_run
+from trainables.evaluate import per_query_metrics, relevance_level, score_run
 
 QRELS = {"q1": {"a": 3, "b": 1, "c": 2, "z": 2}, "q2": {"x": 2}, "q3": {"y": 1}}
 
@@ -29,6 +29,13 @@ def test_hand_computed_metrics():
     assert means["num_queries"] == 2 and means["mrr_at_10"] == pytest.approx(0.25)
     complete = score_run(run, QRELS, complete=True)
     assert complete["num_queries"] == 3 and complete["mrr_at_10"] == pytest.approx(0.5 / 3)
+
+
+def test_binary_judgments_count_grade_1_and_graded_ones_positive_level():
+    binary = {"q1": {"a": 1, "b": 0}}
+    assert relevance_level(binary, 2) == 1 and relevance_level(QRELS, 2) == 2 and relevance_level(QRELS, 3) == 3
+    run = {"q1": {"b": 2.0, "a": 1.0}}  # MS MARCO dev style: the one relevant passage at rank 2
+    assert per_query_metrics(run, binary, relevance_level(binary, 2))["q1"]["mrr_at_10"] == pytest.approx(0.5)
 
 
 def test_ties_break_by_docid_descending():

@@ -1,6 +1,7 @@
 """Scoring with official TREC semantics (pytrec_eval), and reranking candidates with a model.
 
-nDCG@10 uses graded gains; MAP, recall and MRR count rel >= relevance_level (2 on TREC DL).
+nDCG@10 uses graded gains; MAP, recall and MRR count rel >= relevance_level (2 on TREC DL's
+graded judgments, 1 on binary ones such as MS MARCO dev's: see relevance_level).
 MRR@10 cuts each ranking at 10 first. Ties are broken by docid descending, as trec_eval does;
 under bf16 autocast the scoring head runs in fp32, so a logit rounded to bf16's 8 bits cannot
 create such ties among a query's candidates.
@@ -17,6 +18,13 @@ from trainables.data import ranked
 METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "recall_at_1000")
 _TREC_NAMES = {"ndcg_cut_10": "ndcg_at_10", "map": "map", "recall_100": "recall_at_100",
                "recall_1000": "recall_at_1000"}
+
+
+def relevance_level(qrels: dict[str, dict[str, int]], positive_level: int) -> int:
+    """The grade MAP, recall and MRR count from: positive_level on graded judgments, 1 on binary
+    (0/1) ones, where any higher level would count nothing relevant."""
+    top = max((rel for judged in qrels.values() for rel in judged.values()), default=0)
+    return positive_level if top > 1 else 1
 
 
 def per_query_metrics(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],

@@ -9,8 +9,8 @@ import torch.distributed as dist
 
 from trainables.config import TrainConfig
 from trainables.data import held_out_queries
-from trainables.evaluate import (candidates, interpolate, mean_metrics, per_query_metrics, rerank_scores,
-                                 to_run)
+from trainables.evaluate import (candidates, interpolate, mean_metrics, per_query_metrics, relevance_level,
+                                 rerank_scores, to_run)
 
 # Interpolation weights tried on dev when first_stage_weight is None ("choose on dev").
 WEIGHT_GRID = tuple(i / 10 for i in range(10))
@@ -35,7 +35,7 @@ def gathered_run(model, tokenizer, data, pairs, cfg: TrainConfig, device, autoca
 
 def per_query_at(run, data, cfg: TrainConfig, weight: float) -> dict:
     mixed = interpolate(data.run, run, weight) if weight else run
-    return per_query_metrics(mixed, data.qrels, cfg.positive_level)
+    return per_query_metrics(mixed, data.qrels, relevance_level(data.qrels, cfg.positive_level))
 
 
 def choose_weight(run, data, cfg: TrainConfig) -> float:
@@ -115,5 +115,5 @@ def score_eval_sets(checkpoint_dir, config: dict, outputs: dict[str, str]) -> di
         full = {q: {p: round(v, 6) for p, v in scored.items()} for q, scored in full.items()}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_run(full, path, tag=f"rerank-{Path(checkpoint_dir).name}")
-        scores[name] = per_query_metrics(full, data.qrels, cfg.positive_level)
+        scores[name] = per_query_metrics(full, data.qrels, relevance_level(data.qrels, cfg.positive_level))
     return scores
