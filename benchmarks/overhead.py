@@ -15,13 +15,11 @@ task (Ray's processes and a Ray worker, nothing else) and our loop under a bare 
 
 Each thread count is measured separately; the default is all cores, then one core fewer. With
 every core running a torch thread, Ray's other processes take their CPU time from the OpenMP team,
-and the whole team waits at its next barrier while one thread is away: on 2 cores they used ~0.1
-of a core during training (a plain loop's machine: 0.006), and at least one team thread was off its
-core 9-16% of the time (plain: under 1%; benchmarks/contention.py traces it). With one core left
-free that work lands there: the second figure is the cost of the orchestration itself, the first
-what a fully subscribed CPU pays for running Ray beside it. Ray starts its workers at nice 15,
+and the whole team waits at its next barrier while one thread is away (benchmarks/contention.py
+traces it). With one core left free that work lands there: the second figure is the cost of the
+orchestration itself, the first what a fully subscribed CPU pays for running Ray beside it. Ray starts its workers at nice 15,
 below its own daemons, which made every such wake-up preempt a trainer at once; the Ray that
-search.run starts runs them at nice 0 (search/ray_session.LOCAL_ENV). Figures: benchmarks/README.md.
+search.run starts runs them at nice 0 (search/ray_session.LOCAL_ENV). Figures: docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -193,9 +191,9 @@ def measure(base: dict, threads: int, repeats: int, breakdown: bool, tmp: str) -
 
 
 def paired_ratios(runs: list[dict], layer: str) -> list[float]:
-    """Each `layer` run over the mean of the plain runs just before and after it. This machine's speed
-    drifts over minutes (the same plain loop took 183 ms in one run and 216 ms two runs later), so a
-    run compared with its own neighbours says more than medians taken across the whole session."""
+    """Each `layer` run over the mean of the plain runs just before and after it. A shared machine's
+    speed drifts over minutes, so a run compared with its own neighbours says more than medians taken
+    across the whole benchmark."""
     return [run["step_time_s"] / ((before["step_time_s"] + after["step_time_s"]) / 2)
             for before, run, after in zip(runs, runs[1:], runs[2:])
             if run["kind"] == layer and before["kind"] == after["kind"] == "plain"]

@@ -26,7 +26,7 @@ PHASES = ("tokenize", "forward", "backward", "clip", "optimizer")
 # "foreach"; bf16: None = trainables' choice (native bf16 only), True/False forced.
 VARIANTS = {
     "ours": dict(what="trainables now: fused AdamW, bf16 autocast where the CPU has it"),
-    "fp32-loop": dict(optimizer="loop", bf16=False, what="fp32, per-parameter AdamW (trainables until session 3)"),
+    "fp32-loop": dict(optimizer="loop", bf16=False, what="fp32, per-parameter AdamW (the loop without fused AdamW and bf16)"),
     "fp32": dict(bf16=False, what="bf16 autocast off"),
     "foreach-adamw": dict(optimizer="foreach", what="torch AdamW(foreach=True) instead of fused"),
     "st-like": dict(batch_size=8, bf16=False,

@@ -19,7 +19,7 @@ from common import (RESULTS, chosen_variants, cpu_trial_setup, embedded_config, 
                     write_json)
 
 VARIANTS = {
-    "fp32-loop": dict(what="fp32, torch's per-parameter AdamW loop (trainables until session 3)"),
+    "fp32-loop": dict(what="fp32, torch's per-parameter AdamW loop (the loop without fused AdamW and bf16)"),
     "fused-adamw": dict(fused=True, what="AdamW(fused=True)"),
     "cpu-bf16": dict(bf16=True, what="bf16 autocast on the CPU (train and dev scoring)"),
     "fused+bf16": dict(fused=True, bf16=True, what="both: what trainables do now on a bf16-capable CPU"),

@@ -13,7 +13,7 @@ in this process (trainables.evaluate, fp32, no interpolation with BM25).
           `threads` CPUs. --recipe theirs (default): sentence-transformers' own optimisation
           settings (lr, batch size, weight decay, warmup, schedule, clipping, max length), read
           from their run, so only the engineering differs (fused AdamW, bf16 autocast where the
-          CPU has it, length-grouped batches); --recipe ours: the embedded search's settings and
+          CPU has it, our batch order); --recipe ours: the embedded search's settings and
           TrainConfig's defaults for the searched keys.
 pairs/s counts training only: theirs from on_train_begin to on_train_end, ours the reported
 train_s of each epoch (model load, Ray start, evaluation and checkpoints excluded from both).

@@ -21,13 +21,12 @@ LOCAL_ENV = {
     # alone. On a cluster the cluster's and the user's own setting stands, in the driver too;
     "RAY_AUTH_MODE": "disabled",
     # one machine has no spot preemption to watch for; Train's watcher polls for it in an actor
-    # that used ~8% of a core (measured on 2 cores) for the whole trial;
+    # that takes CPU from the trainers for the whole trial;
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     # Ray starts every worker at nice 15 so that its own daemons come first on a busy node. A
     # trial's trainers are workers, so on a CPU machine every wake-up of GCS, raylet, dashboard or
-    # an agent (nice 0) preempted a torch thread at once and the OpenMP team waited for it: on 2
-    # cores a plain loop run as a Ray task took 1.25x its time outside Ray, 1.03x at nice 0
-    # (benchmarks/README.md). Workers read this from their own environment when they start.
+    # an agent (nice 0) preempted a torch thread at once and the OpenMP team waited for it
+    # (docs/benchmarks.md). Workers read this from their own environment when they start.
     "RAY_worker_niceness": "0",
 }
 
@@ -48,10 +47,9 @@ def allocator_env(environ=os.environ) -> dict:
 
     Why: glibc's malloc returns large freed blocks (above its mmap threshold, at most 32 MB; the
     embedding gradient of MiniLM alone is 47 MB) and the top of its heap to the OS, so every step
-    faults ~70 MB of fresh zeroed pages back in. MiniLM on 2 cores, plain loop: 15,000-18,000 page faults
-    a step and 8-14% of the CPU time in the kernel; on jemalloc keeping freed pages 1,400-3,100 faults,
-    a fifth to a third of the kernel time, steps 2-9% shorter, more under Ray (benchmarks/allocator.py,
-    benchmarks/README.md). A preload the user chose (LD_PRELOAD, e.g. tcmalloc) is kept.
+    faults fresh zeroed pages back in and spends its CPU time in the kernel; jemalloc keeping freed
+    pages reuses them (benchmarks/allocator.py, docs/benchmarks.md). A preload the user chose
+    (LD_PRELOAD, e.g. tcmalloc) is kept.
     Only on the Ray started here: on a cluster the library's path may differ from node to node."""
     import ray
     jemalloc = Path(ray.__file__).parent / "core" / "libjemalloc.so"
@@ -63,10 +61,8 @@ def allocator_env(environ=os.environ) -> dict:
 # The dashboard modules a local search needs: the state API (StateHead), which Ray Train's
 # placement-group cleaner polls every second and its state actor every 30 s, and the usage-stats
 # module Ray itself keeps when it runs without a dashboard. The other eight (jobs, metrics, nodes,
-# reporter, events, serve, data, train pages) are a Python process each, waking 15-40 times a
-# second. Without them a local Ray has 12 processes instead of 20, 460 MiB instead of 572, and
-# uses a third less CPU while idle; on 2 cores, where every core runs a torch thread, a trial's
-# steps were about 6% shorter, at the edge of that machine's noise (benchmarks/README.md).
+# reporter, events, serve, data, train pages) are a Python process each, waking many times a
+# second: memory and CPU taken from trials that fill the machine (docs/benchmarks.md).
 # --full-ray-dashboard keeps them.
 LEAN_DASHBOARD = ("StateHead", "UsageStatsHead")
 

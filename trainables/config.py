@@ -42,9 +42,8 @@ class TrainConfig:
     bf16: bool = True  # autocast, only where the device has native bf16 (trainables/precision.py)
     compile: bool = False  # torch.compile the model: faster steps on GPUs after a one-off compile
     attn_implementation: Optional[str] = None  # e.g. "sdpa", "flash_attention_2" (ModernBERT unpadding)
-    # Micro-batches of similar length: less padding, same pairs per step. Off by default: on the
-    # embedded data at batch 8 it bought 10% pairs/s but cost ~0.08 dev nDCG@10 (3 seeds,
-    # benchmarks/results/vs_sentence_transformers*.json); batches of alike pairs are worse samples.
+    # Micro-batches of similar length: less padding, same pairs per step. Off by default: batches of
+    # alike pairs are worse samples, and it cost dev nDCG@10 on the embedded data (docs/benchmarks.md).
     group_by_length: bool = False
     # Steps tokenised (and copied to the GPU) ahead on a background thread. None: 2 on a GPU, 0 on a
     # CPU, where every core already runs a torch thread and a tokenising thread would preempt one.

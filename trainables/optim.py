@@ -29,9 +29,8 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
         # per-parameter Lion, in a few kernels instead of one per parameter; decay is decoupled and
         # scaled by lr, like AdamW: p -= lr * wd * p.
         return Lion(groups, lr=cfg.lr, betas=betas)
-    # The fused kernel does the whole update in one pass over each tensor: on a CPU the default
-    # per-parameter loop took ~87 ms of a ~430 ms fp32 MiniLM step, the fused one ~17 ms
-    # (benchmarks/results/profile_step.json, ms per 16 pairs).
+    # The fused kernel does the whole update in one pass over each tensor, where the default
+    # per-parameter loop launches kernels per parameter (figures: docs/benchmarks.md, profile_step.py).
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, fused=fused_adamw_supported(model))
 
 
