@@ -15,8 +15,8 @@ task (Ray's processes and a Ray worker, nothing else) and our loop under a bare 
 
 Each thread count is measured separately; the default is all cores, then one core fewer. With
 every core running a torch thread, Ray's other processes take their CPU time from the OpenMP team,
-and the whole team waits at its next barrier while one thread is away (benchmarks/contention.py
-traces it). With one core left free that work lands there: the second figure is the cost of the
+and the whole team waits at its next barrier while one thread is away (docs/benchmarks.md,
+Diagnostics). With one core left free that work lands there: the second figure is the cost of the
 orchestration itself, the first what a fully subscribed CPU pays for running Ray beside it. Ray starts its workers at nice 15,
 below its own daemons, which made every such wake-up preempt a trainer at once; the Ray that
 search.run starts runs them at nice 0 (search/ray_session.LOCAL_ENV). Figures: docs/benchmarks.md.

@@ -48,7 +48,7 @@ def allocator_env(environ=os.environ) -> dict:
     Why: glibc's malloc returns large freed blocks (above its mmap threshold, at most 32 MB; the
     embedding gradient of MiniLM alone is 47 MB) and the top of its heap to the OS, so every step
     faults fresh zeroed pages back in and spends its CPU time in the kernel; jemalloc keeping freed
-    pages reuses them (benchmarks/allocator.py, docs/benchmarks.md). A preload the user chose
+    pages reuses them (docs/benchmarks.md). A preload the user chose
     (LD_PRELOAD, e.g. tcmalloc) is kept.
     Only on the Ray started here: on a cluster the library's path may differ from node to node."""
     import ray

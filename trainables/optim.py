@@ -30,7 +30,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
         # scaled by lr, like AdamW: p -= lr * wd * p.
         return Lion(groups, lr=cfg.lr, betas=betas)
     # The fused kernel does the whole update in one pass over each tensor, where the default
-    # per-parameter loop launches kernels per parameter (figures: docs/benchmarks.md, profile_step.py).
+    # per-parameter loop launches kernels per parameter (figures: docs/benchmarks.md).
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, fused=fused_adamw_supported(model))
 
 
