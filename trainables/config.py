@@ -79,9 +79,11 @@ class TrainConfig:
     # Also report (dev metrics + checkpoint) every this many optimiser steps, so ASHA and a resume act
     # mid-epoch (MS MARCO's epochs take hours); None: at epoch ends only.
     eval_every: Optional[int] = None
-    # Reranked score = w·first stage + (1 − w)·model, each min-max normalised per query; None: choose w
-    # on the dev queries each epoch (the test fold then uses the dev choice). 0: the model alone.
-    first_stage_weight: Optional[float] = 0.0
+    # Reranked score = w·first stage + (1 − w)·model, each min-max normalised per query. None (the
+    # default): choose w on the dev queries each epoch (saved in the checkpoint; test folds, eval sets
+    # and trainables.rerank use that choice), so a weak model leans on the first stage.
+    # 0: the model alone.
+    first_stage_weight: Optional[float] = None
     evaluate_test: bool = False  # score the final epoch on the test fold too (seed reruns only)
     # plumbing, not hyperparameters
     num_threads: Optional[int] = None  # torch intra-op threads per worker; None: torch's default
