@@ -216,9 +216,9 @@ def check_batch_split(base: dict, workers: int | None) -> None:
     give every worker's micro-batches a pair, fail before any trial."""
     from trainables.config import TrainConfig
     from trainables.data import check_batch_split as check
+    from trainables.losses import config_group
     cfg = TrainConfig.from_dict(base)
-    if workers:
-        check(cfg.batch_size, workers, cfg.grad_accum)
+    check(cfg.batch_size, workers or 1, cfg.grad_accum, config_group(cfg))  # listwise: whole groups
 
 
 def git_commit() -> str:
