@@ -96,11 +96,14 @@ def plan_reruns(chosen: list, seeds: int, train_dict) -> list[Plan]:
 
 def check_batch_splits(plans: list[Plan], workers: int | None) -> None:
     """Every rerun's global batch must split over the trial's workers, before any trains."""
+    from trainables.config import TrainConfig
     from trainables.data import check_batch_split
+    from trainables.losses import config_group
     if not workers:
         return
     for plan in plans:
-        check_batch_split(plan.config["batch_size"], workers, plan.config["grad_accum"])
+        cfg = TrainConfig.from_dict(plan.config)
+        check_batch_split(cfg.batch_size, workers, cfg.grad_accum, config_group(cfg))  # listwise: whole groups
 
 
 def score_own_checkpoint(plan: Plan, resources) -> dict:

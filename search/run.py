@@ -217,9 +217,9 @@ def check_batch_split(base: dict, workers: int | None) -> None:
     give every worker's micro-batches a pair, fail before any trial."""
     from trainables.config import TrainConfig
     from trainables.data import check_batch_split as check
+    from trainables.losses import config_group
     cfg = TrainConfig.from_dict(base)
-    if workers:
-        check(cfg.batch_size, workers, cfg.grad_accum)
+    check(cfg.batch_size, workers or 1, cfg.grad_accum, config_group(cfg))  # listwise: whole groups
 
 
 def git_commit() -> str:
@@ -230,23 +230,34 @@ def git_commit() -> str:
         return "unknown"
 
 
+def beats_first_stage(best: dict | None, first_stage: dict) -> bool:
+    """Whether the chosen trial's final dev nDCG@10 is above the first stage's on the same queries."""
+    score = best["metrics"]["ndcg_at_10"] if best else None
+    return score is not None and score > first_stage["ndcg_at_10"]
+
+
 def print_table(rows: list[dict], first_stage: dict, best: dict | None, title: str) -> None:
+    """ndcg@10, map, mrr@10: the final score (interpolated with the first stage by the weight w chosen
+    on dev); model: the model alone's nDCG@10."""
     header = f"{'trial':<10} {'optimizer':<9} {'lr':>9} {'wd':>8} {'scheduler':<9} {'ep':>2} " \
-             f"{'ndcg@10':>8} {'map':>7} {'mrr@10':>7}"
+             f"{'ndcg@10':>8} {'map':>7} {'mrr@10':>7} {'model':>7} {'w':>4}"
     print(f"\n{title}\n" + header + "\n" + "-" * len(header))
+    fmt = lambda v, digits=4: f"{v:.{digits}f}" if isinstance(v, (int, float)) else "-"
     for row in sorted(rows, key=lambda r: -(r["metrics"]["ndcg_at_10"] or -1)):
         c, m = row["config"], row["metrics"]
-        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"
         mark = " (preset)" if row.get("reference") else ""
         print(f"{row['trial_id']:<10} {c.get('optimizer', '-'):<9} {c.get('lr', 0):>9.2e} "
               f"{c.get('weight_decay', 0):>8.1e} {c.get('scheduler', '-'):<9} {row['epochs'] or 0:>2} "
-              f"{fmt(m['ndcg_at_10']):>8} {fmt(m['map']):>7} {fmt(m['mrr_at_10']):>7}{mark}")
+              f"{fmt(m['ndcg_at_10']):>8} {fmt(m['map']):>7} {fmt(m['mrr_at_10']):>7} "
+              f"{fmt(m.get('model_ndcg_at_10')):>7} {fmt(m.get('first_stage_weight'), 1):>4}{mark}")
     print(f"{'first stage (BM25 run), same dev queries':<52} {first_stage['ndcg_at_10']:>8.4f} "
           f"{first_stage['map']:>7.4f} {first_stage['mrr_at_10']:>7.4f}")
     if best:
         gain = best["metrics"]["ndcg_at_10"] - first_stage["ndcg_at_10"]
         print(f"best trial {best['trial_id']}: dev nDCG@10 {best['metrics']['ndcg_at_10']:.4f} (final epoch) vs "
               f"first stage {first_stage['ndcg_at_10']:.4f} ({gain:+.4f}); checkpoint {best['checkpoint']}")
+        if not beats_first_stage(best, first_stage):
+            print("the best trial does not beat the first stage on dev nDCG@10: its reranking adds nothing")
 
 
 def interrupt_on_sigterm() -> None:
@@ -399,7 +410,7 @@ def main(argv=None) -> dict:
         backlogs = tracking_queue.finish(storage)  # MLflow records still queued: sent, or kept on disk
     best = max((s["best"] for s in summaries if s["best"]), key=lambda b: b["metrics"]["ndcg_at_10"], default=None)
     result = {"space": space.name, "experiment": experiment, "mlflow_uri": uri, "first_stage": first_stage,
-              "status": record["status"], "best": best, "studies": summaries,
+              "status": record["status"], "best": best, "beats_first_stage": beats_first_stage(best, first_stage), "studies": summaries,
               "trials": [row for s in summaries for row in s["trials"]], "test": test,
               "tracking_backlog": [str(p) for p in backlogs]}
     if args.output_json:

@@ -19,7 +19,8 @@ METRIC, MODE = "ndcg_at_10", "max"
 # reported epoch continues from the checkpoint. With eval_every, trials report mid-epoch and
 # ASHA counts optimiser steps ("step") instead.
 TIME_ATTR = "epoch"
-SUMMARY_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "pairs_per_s")
+SUMMARY_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "model_ndcg_at_10", "first_stage_weight",
+                   "train_loss", "pairs_per_s")
 
 
 @dataclass
@@ -69,7 +70,8 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
                                        max_t=max_t)
     reporter = tune.CLIReporter(
         parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
-        metric_columns=["epoch", "step", "ndcg_at_10", "map", "mrr_at_10", "train_loss", "pairs_per_s"],
+        metric_columns=["epoch", "step", "ndcg_at_10", "model_ndcg_at_10", "map", "mrr_at_10", "train_loss",
+                        "pairs_per_s"],
         max_report_frequency=30)
     return tune.Tuner(
         trainable(base, resources, str((storage / "trials").resolve()), study.max_failures),

@@ -18,7 +18,9 @@ from search import tracking_queue
 from trainables.errors import UsageError
 from trainables.paths import check_sqlite
 
-EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "train_loss", "lr", "pairs_per_s",
+# ndcg_at_10 etc. score the final ranking (interpolated with the first stage); model_*: the model alone.
+EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "model_ndcg_at_10", "model_map",
+                 "model_mrr_at_10", "train_loss", "lr", "pairs_per_s",
                  "tokens_per_s", "step_time_s", "train_s", "eval_s", "mfu", "gpu_util_mean", "gpu_mem_peak_gb",
                  "energy_kj", "gpu_power_mean_w", "sm_clock_mean_mhz", "first_stage_weight")
 PARENT_TAG = "mlflow.parentRunId"

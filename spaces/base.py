@@ -23,6 +23,9 @@ class Space:
     fixed: dict = field(default_factory=dict)  # TrainConfig keys not searched
     fallback_model: Optional[str] = None  # used, with a notice, when `model` is not available offline
     warmup_ratio: tuple = (0.0, 0.2)
+    # Searched as "loss" when there is more than one (trainables/losses.py); listwise needs a batch_size
+    # that is a multiple of its group (1 + negatives_per_query judged pairs, or 2 for triples).
+    losses: tuple = ("pointwise",)
 
     def suggest(self, trial, optimizers=OPTIMIZERS) -> dict:
         """Define-by-run: sample one trial's searched keys (all TrainConfig field names)."""
@@ -32,4 +35,6 @@ class Space:
         trial.suggest_float("weight_decay", *self.weight_decay[optimizer], log=True)
         trial.suggest_categorical("scheduler", list(SCHEDULERS))
         trial.suggest_float("warmup_ratio", *self.warmup_ratio)
+        if len(self.losses) > 1:
+            trial.suggest_categorical("loss", list(self.losses))
         return {}  # constants are merged by the trainable, not returned to Optuna

@@ -44,3 +44,20 @@ def test_ints_are_numbers_and_none_fills_optional_fields():
     cfg = TrainConfig.from_dict({**BASE, "lr": 1, "beta1": None, "max_triples": np.int64(5),
                                  "weight_decay": np.float64(0.1), "attn_implementation": "sdpa"})
     assert (cfg.lr, cfg.beta1, cfg.max_triples, cfg.attn_implementation) == (1, None, 5, "sdpa")
+
+
+def test_loss_defaults_to_pointwise_and_listwise_refuses_per_pair_settings():
+    assert TrainConfig.from_dict(BASE).loss == "pointwise"
+    assert TrainConfig.from_dict({**BASE, "loss": "listwise"}).loss == "listwise"
+    with pytest.raises(UsageError, match="'loss'='hinge': must be one of pointwise, listwise, margin_mse"):
+        TrainConfig.from_dict({**BASE, "loss": "hinge"})
+    for key in ("group_by_length", "graded_labels"):
+        with pytest.raises(UsageError, match=f"'{key}'=True: .*needs loss='pointwise'"):
+            TrainConfig.from_dict({**BASE, "loss": "listwise", key: True})
+    with pytest.raises(UsageError, match="'negatives_per_query'=0: must be >= 1 with loss='listwise'"):
+        TrainConfig.from_dict({**BASE, "loss": "listwise", "negatives_per_query": 0})
+
+
+def test_margin_mse_is_refused_until_training_data_carries_teacher_scores():
+    with pytest.raises(UsageError, match="'loss'='margin_mse': needs a teacher's score for each training pair"):
+        TrainConfig.from_dict({**BASE, "loss": "margin_mse"})

@@ -104,3 +104,38 @@ def test_batch_smaller_than_its_micro_batches_is_an_error():
     with pytest.raises(UsageError, match="batch_size=3 is smaller than 2 worker.*grad_accum=2"):
         worker_batches(50, 0, 0, batch_size=3, grad_accum=2, rank=0, world_size=2)
     check_batch_split(4, 2, 2)  # one pair per micro-batch is enough
+
+
+@pytest.mark.parametrize("batch,world_size,accum,group", [(18, 1, 1, 9), (18, 2, 1, 9), (36, 2, 2, 9),
+                                                          (30, 3, 1, 2), (14, 2, 3, 2), (45, 2, 2, 9)])
+def test_listwise_batches_keep_every_group_in_one_micro_batch(batch, world_size, accum, group):
+    num_pairs = 20 * group  # 20 groups: pairs g·group … g·group + group − 1
+    per_rank = [worker_batches(num_pairs, 1, 3, batch, accum, r, world_size, group=group) for r in range(world_size)]
+    steps = len(per_rank[0])
+    assert steps == num_pairs // batch and all(len(p) == steps for p in per_rank)
+    seen = []
+    for step in range(steps):
+        micro = [list(map(int, m)) for rank in per_rank for m in rank[step]]
+        for m in micro:
+            assert m and len(m) % group == 0
+            for start in range(0, len(m), group):  # a whole group, in order, starting at a group boundary
+                assert m[start] % group == 0 and m[start:start + group] == list(range(m[start], m[start] + group))
+        batch_pairs = [i for m in micro for i in m]
+        assert len(batch_pairs) == batch and len(set(batch_pairs)) == batch
+        sizes = [len(m) for m in micro]  # loss weights by share still add up to the global mean
+        assert sum(micro_loss_weight(s, batch, world_size) / world_size for s in sizes) == pytest.approx(1.0)
+        seen += batch_pairs
+    assert len(set(seen)) == steps * batch
+
+
+def test_groups_of_one_are_the_pointwise_order():
+    assert [list(m) for m in worker_batches(40, 2, 5, 8, 2, 1, 2, group=1)[3]] == \
+        [list(m) for m in worker_batches(40, 2, 5, 8, 2, 1, 2)[3]]
+
+
+def test_a_listwise_batch_must_hold_whole_groups():
+    with pytest.raises(UsageError, match="batch_size=64 is not a multiple of the group size 9"):
+        check_batch_split(64, 1, 1, group=9)
+    with pytest.raises(UsageError, match="batch_size=18 is smaller than 2 worker.*grad_accum=2 × 9 pairs per group"):
+        check_batch_split(18, 2, 2, group=9)
+    check_batch_split(36, 2, 2, group=9)  # one group per micro-batch is enough

@@ -30,6 +30,14 @@ def test_loss_falls_on_a_tiny_model(ray_local, tiny_bert, tmp_path):
     assert set(result.metrics) >= {"ndcg_at_10", "map", "mrr_at_10", "train_loss", "lr", "pairs_per_s"}
 
 
+def test_listwise_trains_on_whole_groups_through_the_loop(ray_local, tiny_bert, tmp_path):
+    # groups of a positive + 3 negatives, 2 per step of 8 pairs; the loss starts near log 4 (uniform)
+    result = fit(config(tiny_bert, loss="listwise", epochs=3), tmp_path, "listwise")
+    losses = [metrics["train_loss"] for _, metrics in sorted(result.best_checkpoints, key=lambda c: c[1]["epoch"])]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert result.metrics["model_ndcg_at_10"] is not None and result.metrics["first_stage_weight"] is not None
+
+
 def test_checkpoint_then_resume_continues_from_saved_step(ray_local, tiny_bert, tmp_path):
     first = fit(config(tiny_bert, epochs=1, scheduler="linear"), tmp_path, "first")
     steps = first.metrics["step"]

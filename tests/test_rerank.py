@@ -23,7 +23,7 @@ def checkpoint(tiny_bert, tmp_path_factory):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint_000001", model, tokenizer,
                            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": 3,
-                            "epoch": 0})
+                            "epoch": 0, "metrics": {"first_stage_weight": 0.3}})
 
 
 def test_rerank_cli_writes_full_run_and_prints_metrics(dl20, checkpoint, tmp_path):
@@ -40,6 +40,7 @@ def test_rerank_cli_writes_full_run_and_prints_metrics(dl20, checkpoint, tmp_pat
         bm25_order = [pid for pid, _ in ranked(hits)]
         assert set(order[:5]) == set(bm25_order[:5]) and order[5:] == bm25_order[5:]
     assert "ndcg_at_10" in done.stdout and "first stage" in done.stdout
+    assert "first-stage weight 0.3 (the checkpoint's" in done.stderr  # the weight the trial chose on dev
     recall_line = next(line for line in done.stdout.splitlines() if line.startswith("recall_at_100"))
     assert recall_line.split()[2] == recall_line.split()[5]  # reranking the top 5 cannot change R@100
 
@@ -51,6 +52,18 @@ def test_rerank_rejects_unknown_passage(dl20, checkpoint, tmp_path):
                   dl20 / "queries.tsv", "--run", run, "--out", tmp_path / "out.trec")
     assert done.returncode == 2 and "no-such-passage" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out.trec").exists()
+
+
+def test_an_explicit_weight_overrides_the_checkpoints(dl20, checkpoint, tmp_path, capsys):
+    from trainables.rerank import main, model_directory
+    assert model_directory(str(checkpoint))[1] == 0.3
+    assert model_directory(str(checkpoint / "model"))[1] == 0.0  # a bare model directory: the model alone
+    args = ["--model", checkpoint, "--collection", dl20 / "collection.tsv", "--queries", dl20 / "queries.tsv",
+            "--run", dl20 / "run.bm25.trec", "--depth", 3, "--max-length", 32]
+    main([*map(str, args), "--out", str(tmp_path / "alone.trec"), "--first-stage-weight", "0"])
+    assert "first-stage weight 0 (--first-stage-weight)" in capsys.readouterr().err
+    main([*map(str, args), "--out", str(tmp_path / "chosen.trec")])
+    assert read_run(tmp_path / "alone.trec") != read_run(tmp_path / "chosen.trec")
 
 
 def test_interpolate_normalises_each_query():

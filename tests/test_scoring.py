@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 
 from trainables.config import TrainConfig
-from trainables.scoring import choose_weight, per_query_at
+from trainables.scoring import choose_weight, dev_metrics, per_query_at
 
 
 def data_with(first_stage, qrels):
@@ -20,6 +20,20 @@ def test_dev_picks_the_interpolation_weight_that_scores_best():
     weight = choose_weight(model, data, cfg(None))
     assert weight > 0.5 and per_query_at(model, data, cfg(None), weight)["q"]["mrr_at_10"] == 1.0
     assert choose_weight(model, data, cfg(0.0)) == 0.0  # a fixed weight is kept
+
+
+def test_dev_metrics_report_the_final_and_the_model_alone_score():
+    data = data_with({"q": {"a": 3.0, "b": 2.0, "c": 1.0}}, {"q": {"a": 2}})
+    model = {"q": {"a": 0.0, "b": 1.0, "c": 0.9}}  # the relevant passage ranked third: MRR 1/3
+    metrics = dev_metrics(model, data, cfg(None), 0.8)
+    assert metrics["mrr_at_10"] == 1.0 and metrics["model_mrr_at_10"] == 1 / 3
+    assert metrics["first_stage_weight"] == 0.8 and metrics["model_ndcg_at_10"] < metrics["ndcg_at_10"]
+    alone = dev_metrics(model, data, cfg(0.0), 0.0)
+    assert alone["model_ndcg_at_10"] == alone["ndcg_at_10"]
+
+
+def test_first_stage_weight_defaults_to_choosing_on_dev():
+    assert TrainConfig(model="m", data_dir="d").first_stage_weight is None
 
 
 def test_ties_prefer_the_model_alone():

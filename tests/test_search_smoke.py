@@ -25,9 +25,10 @@ def test_smoke_search_with_paper_preset_two_workers(tmp_path):
     assert len(parents) == 1 and len(children) == 3 and parents[0].data.tags["role"] == "search"
     assert sum(c.data.tags.get("reference") == "preset" for c in children) == 2
     assert all(r.info.status == "FINISHED" for r in runs)
+    assert saved["beats_first_stage"] == (saved["best"]["metrics"]["ndcg_at_10"] > saved["first_stage"]["ndcg_at_10"])
     for child in children:
         assert {"ndcg_at_10", "map", "mrr_at_10", "train_loss", "lr", "pairs_per_s", "tokens_per_s",
-                "step_time_s"} <= set(child.data.metrics)
+                "step_time_s", "model_ndcg_at_10", "first_stage_weight"} <= set(child.data.metrics)
         assert child.data.tags["gpu"].startswith("none: no GPU")  # CPU: no GPU metrics, and a tag says why
         assert "gpu_util_mean" not in child.data.metrics and child.data.tags["role"] == "trial"
         assert child.data.params["optimizer"] in ("adamw", "lion") and "checkpoint_path" in child.data.tags

@@ -38,3 +38,19 @@ def test_lion_regime_is_lower_lr_higher_decay(name):
 def test_unknown_space_lists_valid_ones():
     with pytest.raises(UsageError, match="gte, minilm, modernbert"):
         spaces.get_space("bert-large")
+
+
+def test_loss_is_searched_only_when_a_space_offers_several():
+    import dataclasses
+    space = spaces.get_space("minilm")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    space.suggest(trial)
+    assert "loss" not in trial.params  # the default: pointwise, not a searched dimension
+    both = dataclasses.replace(space, losses=("pointwise", "listwise"))
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        both.suggest(trial)
+        seen.add(TrainConfig.from_dict({**trial.params, "model": "m", "data_dir": "d"}).loss)
+    assert seen == {"pointwise", "listwise"}

@@ -17,6 +17,7 @@ from trainables.errors import UsageError
 OPTIMIZERS = ("adamw", "lion")
 SCHEDULERS = ("constant", "linear", "cosine")
 TRAINING_DATA = ("auto", "judged", "triples")
+LOSSES = ("pointwise", "listwise", "margin_mse")  # trainables/losses.py
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class TrainConfig:
     scheduler: str = "linear"
     warmup_ratio: float = 0.1
     grad_clip: float = 1.0
+    # pointwise: BCE per pair; listwise: softmax cross-entropy over a query's positive and its hard
+    # negatives (a group: 1 + negatives_per_query judged pairs, or a triple's 2), batch_size then a
+    # multiple of the group; margin_mse: needs teacher scores, which no data carries yet.
+    loss: str = "pointwise"
     # batch geometry: batch_size is the global batch per optimiser step, whatever the world size,
     # so the same config means the same optimisation on 1 or N workers.
     batch_size: int = 32
@@ -78,9 +83,11 @@ class TrainConfig:
     # Also report (dev metrics + checkpoint) every this many optimiser steps, so ASHA and a resume act
     # mid-epoch (MS MARCO's epochs take hours); None: at epoch ends only.
     eval_every: Optional[int] = None
-    # Reranked score = w·first stage + (1 − w)·model, each min-max normalised per query; None: choose w
-    # on the dev queries each epoch (the test fold then uses the dev choice). 0: the model alone.
-    first_stage_weight: Optional[float] = 0.0
+    # Reranked score = w·first stage + (1 − w)·model, each min-max normalised per query. None (the
+    # default): choose w on the dev queries each epoch (saved in the checkpoint; test folds, eval sets
+    # and trainables.rerank use that choice), so a weak model leans on the first stage.
+    # 0: the model alone.
+    first_stage_weight: Optional[float] = None
     evaluate_test: bool = False  # score the final epoch on the test fold too (seed reruns only)
     # plumbing, not hyperparameters
     num_threads: Optional[int] = None  # torch intra-op threads per worker; None: torch's default
@@ -107,6 +114,14 @@ class TrainConfig:
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         need(self.training_data in TRAINING_DATA, "training_data", f"must be one of {', '.join(TRAINING_DATA)}")
         need(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
+        need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}")
+        # trainables/losses.py has MarginMSE; it runs once training pairs can carry a teacher's scores.
+        need(self.loss != "margin_mse", "loss", "needs a teacher's score for each training pair, and no "
+             "training data carries teacher scores yet: use 'pointwise' or 'listwise'")
+        if self.loss != "pointwise":  # a group's pairs are scored against each other, not one by one
+            need(not self.group_by_length, "group_by_length", "sorts pairs one by one: needs loss='pointwise'")
+            need(not self.graded_labels, "graded_labels", "grades pairs one by one: needs loss='pointwise'")
+            need(self.negatives_per_query >= 1, "negatives_per_query", "must be >= 1 with loss='listwise'")
         need(self.lr > 0, "lr", "must be > 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")

@@ -304,19 +304,29 @@ def large_epoch_order(num_pairs: int, seed: int, lengths, batch_size: int) -> np
 
 
 def worker_batches(num_pairs: int, epoch: int, seed: int, batch_size: int, grad_accum: int,
-                   rank: int, world_size: int, lengths=None) -> list[list[list[int]]]:
+                   rank: int, world_size: int, lengths=None, group: int = 1) -> list[list[list[int]]]:
     """For each optimiser step: this worker's micro-batches (lists of pair indices).
 
     The global batch (batch_size pairs) is split as evenly as possible over world_size workers and
     each worker's share over grad_accum micro-batches (64 over 3 workers: 22 + 21 + 21); sizes
     differ, so each micro-batch's loss is weighted by micro_loss_weight. The last incomplete global
-    batch is dropped so every rank runs the same number of steps.
+    batch is dropped so every rank runs the same number of steps. With group > 1 (listwise: pairs
+    g·group … g·group + group − 1 are one query's positive and its negatives), the order, the shares
+    and the micro-batches are counted in whole groups, so no group is ever split.
     """
-    check_batch_split(batch_size, world_size, grad_accum)
-    order = epoch_order(num_pairs, epoch, seed, lengths, batch_size)
-    shares = split_sizes(batch_size, world_size)
-    return Steps(order, batch_size, sum(shares[:rank]), split_sizes(shares[rank], grad_accum),
+    check_batch_split(batch_size, world_size, grad_accum, group)
+    order = group_order(epoch_order(num_pairs // group, epoch, seed, lengths, batch_size // group), group)
+    shares = split_sizes(batch_size // group, world_size)
+    return Steps(order, batch_size, group * sum(shares[:rank]),
+                 [group * size for size in split_sizes(shares[rank], grad_accum)],
                  range(steps_per_epoch(num_pairs, batch_size)))
+
+
+def group_order(order, group: int):
+    """An order of groups as the order of their pairs (group g is pairs g·group … g·group + group − 1)."""
+    if group == 1:
+        return order
+    return (np.asarray(order, dtype=np.int64)[:, None] * group + np.arange(group)).reshape(-1)
 
 
 class Steps(Sequence):
@@ -359,8 +369,13 @@ def steps_per_epoch(num_pairs: int, batch_size: int) -> int:
     return num_pairs // batch_size
 
 
-def check_batch_split(batch_size: int, world_size: int, grad_accum: int) -> None:
-    """Every micro-batch needs at least one pair: the only global batch that cannot be split."""
-    if batch_size < world_size * grad_accum:
-        raise UsageError(f"batch_size={batch_size} is smaller than {world_size} worker(s) × grad_accum={grad_accum}: "
-                         f"every micro-batch needs at least one pair")
+def check_batch_split(batch_size: int, world_size: int, grad_accum: int, group: int = 1) -> None:
+    """Every micro-batch needs at least one pair (one whole group): the only global batch that cannot be split."""
+    if batch_size % group:
+        raise UsageError(f"batch_size={batch_size} is not a multiple of the group size {group}: a listwise step "
+                         f"takes whole groups (a query's positive and its negatives; judged data: "
+                         f"1 + negatives_per_query pairs)")
+    if batch_size // group < world_size * grad_accum:
+        unit = "" if group == 1 else f" × {group} pairs per group"
+        raise UsageError(f"batch_size={batch_size} is smaller than {world_size} worker(s) × grad_accum={grad_accum}"
+                         f"{unit}: every micro-batch needs at least one {'pair' if group == 1 else 'whole group'}")

@@ -27,6 +27,8 @@ from trainables.config import TrainConfig
 from trainables.data import Pair, RetrievalData, steps_per_epoch, training_pairs, worker_batches
 from trainables.errors import UsageError
 from trainables.evaluate import candidates, mean_metrics
+from trainables.groups import training_groups
+from trainables.losses import group_size
 from trainables.models import load_reranker, loadable_dir
 from trainables.optim import build_optimizer, build_scheduler
 from trainables.precision import autocast_dtype as choose_autocast
@@ -80,7 +82,7 @@ def train_loop_per_worker(config: dict) -> None:
     if cfg.compile:
         model = torch.compile(model, dynamic=True)  # dynamic: padded lengths vary from batch to batch
     autocast_dtype = choose_autocast(cfg.bf16, device)  # bf16 on GPUs and on CPUs with native bf16
-    settings = StepSettings(cfg.batch_size, world_size, cfg.grad_clip, autocast_dtype)
+    settings = StepSettings(cfg.batch_size, world_size, cfg.grad_clip, autocast_dtype, cfg.loss, trial_data.group)
     lengths = trial_data.lengths() if cfg.group_by_length else None
     prefetch_depth = cfg.prefetch_steps if cfg.prefetch_steps is not None else (2 if device.type == "cuda" else 0)
     # The prefetch thread may tokenise while a mid-epoch evaluation does: a Rust tokenizer is not
@@ -129,7 +131,7 @@ def train_loop_per_worker(config: dict) -> None:
         model.train()
         # Workers must agree: the order depends on (seed, epoch) only, so a resumed epoch is the same.
         batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size,
-                                 lengths)
+                                 lengths, trial_data.group)
         for micro_batches in ahead(batches[skip:], encode_step, prefetch_depth):
             for inputs, _ in micro_batches:
                 meter.count(inputs["attention_mask"])
@@ -157,6 +159,7 @@ class TrialData:
     pairs: object  # trainables.pairs.PairRows or TriplePairs
     eval: RetrievalData
     dev_qids: list[str]
+    group: int = 1  # pairs a micro-batch keeps together (trainables.losses.group_size)
 
     def texts(self, indices) -> tuple[list[str], list[str], list[float]]:
         q, p, labels = self.pairs.rows(indices)
@@ -183,14 +186,17 @@ def load_trial_data(cfg: TrainConfig) -> TrialData:
         raise UsageError(f"{cfg.data_dir}: training_data='triples' but there is no triples*.tsv")
     judged = not has_triples or cfg.training_data == "judged"
     top = prepared.view((split.train if judged else []) + split.scored)
-    if judged:
+    if judged and cfg.loss == "listwise":
+        pairs = from_judged(training_groups(top, split.train, cfg.negatives_per_query, cfg.negative_depth,
+                                            cfg.positive_level, cfg.seed), top.rows)
+    elif judged:
         pairs = from_judged(training_pairs(top, split.train, cfg.negatives_per_query, cfg.negative_depth,
                                            cfg.positive_level, cfg.graded_labels, cfg.seed, prepared.top_grade()),
                             top.rows)
     else:  # every dev, test and eval-set query (not only the first max_dev_queries) stays out of training
         pairs = triple_pairs(prepared, split.excluded, cfg.max_triples, cfg.split_seed)
     view = prepared.view(split.dev, eval_set=cfg.dev_set) if cfg.dev_set else top
-    return TrialData(prepared, pairs, view, split.dev)
+    return TrialData(prepared, pairs, view, split.dev, group_size(cfg.loss, not judged, cfg.negatives_per_query))
 
 
 def encode(texts, tokenizer, max_length: int, device):

@@ -4,7 +4,9 @@
         --run run.bm25.trec --out reranked.trec [--depth 100] [--batch-size 64] [--qrels qrels.txt]
 
 --model takes a search checkpoint directory (the one holding model/ and state.pt: a search's best
-checkpoint loads as it is), a saved model directory, or an HF id in the local cache.
+checkpoint loads as it is), a saved model directory, or an HF id in the local cache. A search
+checkpoint's run is interpolated with the first stage by the weight the trial chose on dev
+(--first-stage-weight overrides it; 0: the model alone).
 """
 from __future__ import annotations
 
@@ -16,15 +18,18 @@ from trainables.errors import UsageError, exit_on_usage_error
 from trainables.paths import check_output
 
 
-def model_directory(model: str) -> Path:
-    """The transformers directory behind --model; a search checkpoint is checked whole first."""
+def model_directory(model: str) -> tuple[Path, float]:
+    """(the transformers directory behind --model, the first_stage_weight it chose on dev). A search
+    checkpoint is checked whole first; a model directory, an HF id or a checkpoint that recorded no
+    weight has weight 0: the model alone."""
     from trainables.checkpoint import MODEL_DIR, STATE_FILE, load_state
     from trainables.models import loadable_dir
-    path = Path(model).expanduser()
+    path, weight = Path(model).expanduser(), 0.0
     if (path / STATE_FILE).is_file() or (path / MODEL_DIR).is_dir():
-        load_state(path)  # a corrupt or partial checkpoint fails here, naming its file
+        state = load_state(path)  # a corrupt or partial checkpoint fails here, naming its file
+        weight = float(state.get("metrics", {}).get("first_stage_weight") or 0.0)
         path = path / MODEL_DIR
-    return loadable_dir(str(path))
+    return loadable_dir(str(path)), weight
 
 
 def rerank_run(model_dir: Path, collection: dict, queries: dict, run: dict, depth: int, batch_size: int,
@@ -66,8 +71,9 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--depth", type=int, default=100, help="candidates reranked per query")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=256, help="tokens per (query, passage) pair")
-    parser.add_argument("--first-stage-weight", type=float, default=0.0,
-                        help="interpolate with the first-stage score (per-query min-max normalised); 0: model only")
+    parser.add_argument("--first-stage-weight", type=float, default=None,
+                        help="interpolate with the first-stage score (per-query min-max normalised); 0: model "
+                             "only; default: the weight a search checkpoint chose on dev (0 for other models)")
     parser.add_argument("--fp32", action="store_true",
                         help="score in full fp32 (default: bf16 where the GPU or CPU computes it natively)")
     parser.add_argument("--qrels", type=Path, default=None, help="print metrics against these judgments")
@@ -76,17 +82,20 @@ def main(argv=None) -> dict | None:
     for name in ("depth", "batch_size", "max_length"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-    if not 0 <= args.first_stage_weight <= 1:
+    if args.first_stage_weight is not None and not 0 <= args.first_stage_weight <= 1:
         raise UsageError("--first-stage-weight must be in [0, 1]")
     check_output(args.out, "--out")
     # Everything is read and checked before the model loads, so a bad file costs no time.
     collection, queries, run = read_collection(args.collection), read_queries(args.queries), read_run(args.run)
     qrels = read_qrels(args.qrels) if args.qrels else None
-    model_dir = model_directory(args.model)
+    model_dir, chosen = model_directory(args.model)
+    weight = args.first_stage_weight if args.first_stage_weight is not None else chosen
+    source = "--first-stage-weight" if args.first_stage_weight is not None else "the checkpoint's, chosen on dev"
+    print(f"first-stage weight {weight:g} ({source})", file=sys.stderr)
     reranked = rerank_run(model_dir, collection, queries, run, args.depth, args.batch_size, args.max_length,
                           bf16=not args.fp32)
-    if args.first_stage_weight:
-        reranked = interpolate(run, reranked, args.first_stage_weight)
+    if weight:
+        reranked = interpolate(run, reranked, weight)
     reranked = append_tail(run, reranked, args.depth)  # the rest keeps its first-stage order: same recall
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_run(reranked, args.out, tag=f"rerank-{model_dir.name}")

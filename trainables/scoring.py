@@ -14,6 +14,8 @@ from trainables.evaluate import (candidates, interpolate, mean_metrics, per_quer
 
 # Interpolation weights tried on dev when first_stage_weight is None ("choose on dev").
 WEIGHT_GRID = tuple(i / 10 for i in range(10))
+# Also reported for the model alone (model_<name>): the final score may be mostly the first stage's.
+MODEL_METRICS = ("ndcg_at_10", "map", "mrr_at_10")
 
 
 def gathered_run(model, tokenizer, data, pairs, cfg: TrainConfig, device, autocast_dtype, rank: int,
@@ -48,9 +50,18 @@ def choose_weight(run, data, cfg: TrainConfig) -> float:
 
 def evaluate_dev(model, tokenizer, data, dev_pairs, cfg: TrainConfig, device, autocast_dtype, rank: int,
                  world_size: int) -> dict:
+    """Dev metrics of the final score (interpolated with the weight chosen on dev), plus the model
+    alone's as model_<metric>, so a first stage doing the work is visible."""
     run = gathered_run(model, tokenizer, data, dev_pairs, cfg, device, autocast_dtype, rank, world_size)
     weight = choose_weight(run, data, cfg)
-    return {**mean_metrics(per_query_at(run, data, cfg, weight)), "first_stage_weight": weight}
+    return dev_metrics(run, data, cfg, weight)
+
+
+def dev_metrics(run, data, cfg: TrainConfig, weight: float) -> dict:
+    final = mean_metrics(per_query_at(run, data, cfg, weight))
+    alone = final if not weight else mean_metrics(per_query_at(run, data, cfg, 0.0))
+    return {**final, **{f"model_{k}": v for k, v in alone.items() if k in MODEL_METRICS},
+            "first_stage_weight": weight}
 
 
 def evaluate_test(model, tokenizer, data, cfg: TrainConfig, device, autocast_dtype, rank: int, world_size: int,

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from trainables.data import micro_loss_weight
+from trainables.losses import micro_loss
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class StepSettings:
     world_size: int
     grad_clip: float = 0.0  # 0: no clipping
     autocast_dtype: Optional[torch.dtype] = None  # None: full fp32
+    loss: str = "pointwise"  # trainables/losses.py
+    group: int = 1  # pairs per listwise group: every micro-batch holds whole groups
 
 
 def train_step(model, micro_batches, optimizer, scheduler, settings: StepSettings) -> torch.Tensor:
@@ -35,7 +37,8 @@ def train_step(model, micro_batches, optimizer, scheduler, settings: StepSetting
                                 enabled=settings.autocast_dtype is not None):
                 logits = model(**inputs).logits.view(-1).float()
             weight = micro_loss_weight(len(labels), settings.batch_size, settings.world_size)
-            loss = F.binary_cross_entropy_with_logits(logits, labels) * weight
+            # Groups are whole in each micro-batch, so its share of pairs is also its share of groups.
+            loss = micro_loss(settings.loss, logits, labels, settings.group) * weight
             loss.backward()
         total += loss.detach()
     if settings.grad_clip:
