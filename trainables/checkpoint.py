@@ -13,22 +13,26 @@ from pathlib import Path
 import torch
 
 from trainables.errors import UsageError
+from trainables.model_card import record_max_length
 
 STATE_FILE = "state.pt"
 TEST_PER_QUERY = "test_per_query.json"  # seed reruns only: the final epoch's per-query test scores
 MODEL_DIR = "model"
 
 
-def save_checkpoint(directory, model, tokenizer, state: dict) -> Path:
+def save_checkpoint(directory, model, tokenizer, state: dict, max_length: int | None = None) -> Path:
     """Write a complete checkpoint into `directory`: the model and `state` (optimizer, scheduler,
     step, epoch, rng_states, metrics), via a temporary sibling renamed at the end, so a crash
-    mid-write never leaves a directory that looks complete."""
+    mid-write never leaves a directory that looks complete. max_length: the training length, kept in
+    the tokenizer config so CrossEncoder(model/) truncates the same (trainables/model_card.py)."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp / MODEL_DIR, safe_serialization=True)
     tokenizer.save_pretrained(tmp / MODEL_DIR)
+    if max_length is not None:
+        record_max_length(tmp / MODEL_DIR, max_length)
     torch.save(state, tmp / STATE_FILE)
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
