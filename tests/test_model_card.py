@@ -12,7 +12,8 @@ from trainables.model_card import card_text, hub_id, record_max_length
 
 QUERIES = {"q1": "what is a cross encoder", "q2": "boiling point of water"}
 COLLECTION = {"p1": "A cross-encoder reads the query and the passage together.", "p2": "Water boils at 100 C.",
-              "p3": "Rerankers reorder a first-stage ranking by relevance to the query."}
+              # longer than max_length: CrossEncoder must truncate it where training did
+              "p3": "Rerankers reorder a first-stage ranking by relevance to the query. " * 6}
 PAIRS = [("q1", "p1"), ("q1", "p2"), ("q2", "p2"), ("q2", "p3")]
 
 
