@@ -165,6 +165,4 @@ def log_best(queue, parent_id: str, best: dict | None) -> None:
     queue.put({"op": "log", "key": parent_id, "tags": {"best_trial": best["trial_id"],
                                                        "best_checkpoint": best["checkpoint"] or ""},
                "metrics": [[f"best_{k}", float(v), now, 0] for k, v in best["metrics"].items() if v is not None]})
-    if best["checkpoint"] and Path(best["checkpoint"], "model").is_dir():
-        queue.put({"op": "artifacts", "key": parent_id, "path": str(Path(best["checkpoint"], "model")),
-                   "artifact_path": "best_model"})
+    # The model itself is logged once the search has finished, with its card (search/model_artifact.py).
