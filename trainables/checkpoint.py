@@ -1,7 +1,8 @@
 """Checkpoints (each epoch end, and every eval_every steps): `model/` (save_pretrained:
 safetensors + tokenizer) and `state.pt`.
 
-`model/` loads as it is with transformers or sentence-transformers' CrossEncoder. `state.pt`
+`model/` loads as it is with transformers or sentence-transformers' CrossEncoder, truncating at the
+training max_length (trainables/model_card.py). `state.pt`
 holds the optimiser, scheduler, step, epoch and epoch_step (trainables/reporting.py), every rank's RNG states (CPU and CUDA) and the epoch's
 reported metrics; it is read with weights_only=True so a checkpoint can never run code.
 """
