@@ -78,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--storage", type=Path, default=Path("runs"), help="checkpoints, Tune state, MLflow db")
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial")
     parser.add_argument("--smoke-test", action="store_true", help="tiny random model, tiny data slice")
+    parser.add_argument("--register-model", default=None, metavar="NAME",
+                        help="also register the best model (an MLflow pyfunc) in the MLflow model registry as NAME")
     parser.add_argument("--output-json", type=Path, default=None, help="write the best trial and all trials here")
     add_ray_arguments(parser)
     parser.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial from its checkpoint")
@@ -92,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 < args.dev_fraction < 1:
         raise UsageError("--dev-fraction must be in (0, 1)")
+    if args.register_model is not None:
+        from search.model_artifact import check_name
+        check_name(args.register_model)
     if args.max_failures < 0:
         raise UsageError("--max-failures must be >= 0")
     if args.dev_set is not None and args.folds:
@@ -344,7 +349,7 @@ def main(argv=None) -> dict:
 
     from search import eval_sets
     from search import resources as resource_plan
-    from search import tracking, tracking_queue, validate
+    from search import model_artifact, tracking, tracking_queue, validate
     from spaces import get_space
     from spaces.presets import get_preset
 
@@ -370,7 +375,7 @@ def main(argv=None) -> dict:
     model = resolve_model(space, args, storage)
     first_stage, pairs = first_stage_dev_metrics(base, storage)  # the last check: it writes the prepared data
     steps = trial_steps(base, pairs)
-    test = {}
+    test, model_uri = {}, None
     storage.mkdir(parents=True, exist_ok=True)
     base["model"] = model
     try:
@@ -401,6 +406,8 @@ def main(argv=None) -> dict:
                 test = eval_sets.score_on_test_sets(summaries, base, resources, tests, storage / "test-runs" /
                                                      search_record.path(storage, experiment).stem / record["stamp"],
                                                      client, experiment_id)
+                model_uri = model_artifact.publish(summaries, base, test, storage / "best-model" / search_record.path(
+                    storage, experiment).stem / record["stamp"], client, args.register_model)
         finally:
             if record["status"] == "RUNNING":  # an exception or Ctrl-C left it unfinished
                 record["status"] = "INTERRUPTED"
@@ -410,8 +417,9 @@ def main(argv=None) -> dict:
         backlogs = tracking_queue.finish(storage)  # MLflow records still queued: sent, or kept on disk
     best = max((s["best"] for s in summaries if s["best"]), key=lambda b: b["metrics"]["ndcg_at_10"], default=None)
     result = {"space": space.name, "experiment": experiment, "mlflow_uri": uri, "first_stage": first_stage,
-              "status": record["status"], "best": best, "beats_first_stage": beats_first_stage(best, first_stage), "studies": summaries,
-              "trials": [row for s in summaries for row in s["trials"]], "test": test,
+              "status": record["status"], "best": best, "beats_first_stage": beats_first_stage(best, first_stage),
+              "studies": summaries, "trials": [row for s in summaries for row in s["trials"]], "test": test,
+              "best_model_uri": model_uri,
               "tracking_backlog": [str(p) for p in backlogs]}
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)

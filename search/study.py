@@ -101,9 +101,10 @@ def open_parent(client, experiment_id: str, space, study: Study, params: dict, t
     name = f"search-{space.name}" + (f"-{study.optimizers[0]}" if optimizer_tag else "")
     parent = client.create_run(experiment_id, run_name=name, tags={
         **tags, "role": "search", "space": space.name, "tune_name": study.tune_name, **optimizer_tag})
-    for key, value in {**params, "space": space.name, "trials": study.trials, "optimizers": ",".join(study.optimizers),
-                       "reference_trials": len(study.references)}.items():
-        client.log_param(parent.info.run_id, key, value)
+    from mlflow.entities import Param
+    values = {**params, "space": space.name, "trials": study.trials, "optimizers": ",".join(study.optimizers),
+              "reference_trials": len(study.references)}
+    client.log_batch(parent.info.run_id, params=[Param(k, str(v)) for k, v in values.items()])  # one request, not ~20
     return parent.info.run_id
 
 
@@ -167,6 +168,4 @@ def log_best(queue, parent_id: str, best: dict | None) -> None:
     queue.put({"op": "log", "key": parent_id, "tags": {"best_trial": best["trial_id"],
                                                        "best_checkpoint": best["checkpoint"] or ""},
                "metrics": [[f"best_{k}", float(v), now, 0] for k, v in best["metrics"].items() if v is not None]})
-    if best["checkpoint"] and Path(best["checkpoint"], "model").is_dir():
-        queue.put({"op": "artifacts", "key": parent_id, "path": str(Path(best["checkpoint"], "model")),
-                   "artifact_path": "best_model"})
+    # The model itself is logged once the search has finished, with its card (search/model_artifact.py).

@@ -24,6 +24,9 @@ EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "model_ndcg_
                  "tokens_per_s", "step_time_s", "train_s", "eval_s", "mfu", "gpu_util_mean", "gpu_mem_peak_gb",
                  "energy_kj", "gpu_power_mean_w", "sm_clock_mean_mhz", "first_stage_weight")
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment without this tag on its GenAI traces page; this kind ("Machine
+# learning" in its UI) opens the runs table. No MLflow tag chooses default metric columns.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def default_uri(storage: Path) -> str:
@@ -53,9 +56,12 @@ def connect(uri: str, experiment: str, storage: Path) -> tuple[MlflowClient, str
     try:
         found = client.get_experiment_by_name(experiment)
         if found is not None:
+            for key, value in EXPERIMENT_KIND.items():
+                if key not in found.tags:  # experiments made before the tag, or by the UI; a user's choice stays
+                    client.set_experiment_tag(found.experiment_id, key, value)
             return client, found.experiment_id
         location = (storage / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
-        return client, client.create_experiment(experiment, artifact_location=location)
+        return client, client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_KIND)
     except Exception as err:  # network, auth or store errors: the user's URI is the cause
         raise UsageError(f"cannot use MLflow tracking URI {uri!r}: {type(err).__name__}: {str(err)[:200]}") from None
 

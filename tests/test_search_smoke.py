@@ -1,5 +1,6 @@
 """End to end: the real CLI, real Ray (local), real Optuna, real MLflow store, tiny model."""
 import json
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -35,3 +36,9 @@ def test_smoke_search_with_paper_preset_two_workers(tmp_path):
         history = client.get_metric_history(child.info.run_id, "ndcg_at_10")
         assert [m.step for m in history] == list(range(1, len(history) + 1))
     assert parents[0].data.params["space"] == "minilm" and "git_commit" in parents[0].data.tags
+    # The best model: its card and training max_length in model/, and an MLflow pyfunc on the parent run.
+    model_dir = Path(saved["best"]["checkpoint"]) / "model"
+    assert "library_name: sentence-transformers" in (model_dir / "README.md").read_text()
+    assert json.loads((model_dir / "tokenizer_config.json").read_text())["model_max_length"] == 48
+    assert saved["best_model_uri"] == f"runs:/{parents[0].info.run_id}/best_model"
+    assert "best_model/MLmodel" in {a.path for a in client.list_artifacts(parents[0].info.run_id, "best_model")}

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 from mlflow.tracking import MlflowClient
 
-from search.tracking import TrialRuns
+from search.tracking import TrialRuns, connect
 
 
 def logged(tmp_path, fixed: dict, reports: list[dict]) -> tuple[MlflowClient, str]:
@@ -32,3 +32,12 @@ def test_without_eval_every_metrics_are_logged_at_epochs_as_before(tmp_path):
     client, run_id = logged(tmp_path, {"epochs": 2}, [{"step": 12 * e, "epoch": e, "ndcg_at_10": e / 10} for e in (1, 2)])
     assert [m.step for m in client.get_metric_history(run_id, "ndcg_at_10")] == [1, 2]
     assert "epoch" not in client.get_run(run_id).data.metrics
+
+
+def test_the_experiment_opens_in_mlflows_model_training_view(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client, experiment_id = connect(uri, "rerank-minilm", tmp_path)
+    assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    older = client.create_experiment("older")  # made before the tag: it is set when the search connects
+    assert connect(uri, "older", tmp_path)[1] == older
+    assert client.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"

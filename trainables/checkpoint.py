@@ -1,7 +1,8 @@
 """Checkpoints (each epoch end, and every eval_every steps): `model/` (save_pretrained:
 safetensors + tokenizer) and `state.pt`.
 
-`model/` loads as it is with transformers or sentence-transformers' CrossEncoder. `state.pt`
+`model/` loads as it is with transformers or sentence-transformers' CrossEncoder, truncating at the
+training max_length (trainables/model_card.py). `state.pt`
 holds the optimiser, scheduler, step, epoch and epoch_step (trainables/reporting.py), every rank's RNG states (CPU and CUDA) and the epoch's
 reported metrics; it is read with weights_only=True so a checkpoint can never run code.
 """
@@ -13,22 +14,26 @@ from pathlib import Path
 import torch
 
 from trainables.errors import UsageError
+from trainables.model_card import record_max_length
 
 STATE_FILE = "state.pt"
 TEST_PER_QUERY = "test_per_query.json"  # seed reruns only: the final epoch's per-query test scores
 MODEL_DIR = "model"
 
 
-def save_checkpoint(directory, model, tokenizer, state: dict) -> Path:
+def save_checkpoint(directory, model, tokenizer, state: dict, max_length: int | None = None) -> Path:
     """Write a complete checkpoint into `directory`: the model and `state` (optimizer, scheduler,
     step, epoch, rng_states, metrics), via a temporary sibling renamed at the end, so a crash
-    mid-write never leaves a directory that looks complete."""
+    mid-write never leaves a directory that looks complete. max_length: the training length, kept in
+    the tokenizer config so CrossEncoder(model/) truncates the same (trainables/model_card.py)."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp / MODEL_DIR, safe_serialization=True)
     tokenizer.save_pretrained(tmp / MODEL_DIR)
+    if max_length is not None:
+        record_max_length(tmp / MODEL_DIR, max_length)
     torch.save(state, tmp / STATE_FILE)
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)

@@ -116,7 +116,8 @@ def train_loop_per_worker(config: dict) -> None:
             if rank == 0:  # one writer; the other ranks report the same metrics without a checkpoint
                 directory = save_checkpoint(Path(tmp) / "checkpoint", unwrap(model), tokenizer, {
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                    **saved_position(step, steps_each_epoch), "rng_states": rng_states, "metrics": metrics})
+                    **saved_position(step, steps_each_epoch), "rng_states": rng_states, "metrics": metrics},
+                    max_length=cfg.max_length)
                 if test_per_query is not None:  # per-query scores travel in the checkpoint, not the metrics
                     (directory / TEST_PER_QUERY).write_text(json.dumps(test_per_query))
                 saved = ray.train.Checkpoint.from_directory(directory)
