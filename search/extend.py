@@ -42,3 +42,14 @@ def start_extension(entry: dict, trials: int) -> None:
     entry.setdefault("extensions", []).append(extension_name(entry))
     entry.update(tune_name=entry["extensions"][-1], status="RUNNING", trials=trials,
                  earlier=entry["summary"]["trials"])
+
+
+def study_fields(entry: dict | None, name: str, trials: int, seed: int) -> dict:
+    """search.study.Study's names, budget, seed and earlier trials: a new study (no entry), a resumed
+    one, or an extension (its entry holds the trials before it)."""
+    if entry is None:
+        return {"tune_name": name, "optuna_study": name, "trials": trials, "seed": seed, "earlier": []}
+    # An extension's sampler gets its own seed: the random baseline would repeat the first trials.
+    return {"tune_name": entry["tune_name"], "optuna_study": entry.get("optuna_study", entry["tune_name"]),
+            "trials": entry.get("trials", trials), "seed": seed + len(entry.get("extensions", [])),
+            "earlier": entry.get("earlier", [])}

@@ -267,8 +267,9 @@ def interrupt_on_sigterm() -> None:
 def run_studies(space, args, base, preset, resources, trials, storage, client, uri, experiment_id, record,
                 first_stage, steps, optuna_url) -> list[dict]:
     """One study (all optimizers), or one per optimizer with --compare-optimizers; finished studies
-    of a resumed search are not run again, of an extended one get --extend more trials (search/extend.py). Every study's parent run is opened first, while the
-    server is known to answer: between studies nothing waits on MLflow."""
+    of a resumed search are not run again, of an extended one get --extend more trials (search/extend.py).
+    Every study's parent run is opened first, while the server is known to answer: between studies
+    nothing waits on MLflow."""
     from search import extend
     from search import study as studies
     from search import tracking_queue
@@ -280,18 +281,15 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
         entry = record["studies"].get(key)
         if entry and entry["status"] == "FINISHED" and args.extend:
             extend.start_extension(entry, args.extend)
+            record["status"] = "RUNNING"  # a crash mid-extension leaves it for --resume
         elif entry and entry["status"] == "FINISHED":
             plans.append((key, None, entry))
             continue
-        earlier = entry.get("earlier", []) if entry else []  # an extension: no preset trials again
-        references = [c for c in (preset.reference[space.name] if preset and not earlier else [])
-                      if c["optimizer"] in optimizers]
-        tune_name = entry["tune_name"] if entry else f"{record['experiment']}-{record['stamp']}-{key}"
-        study = studies.Study(optimizers=optimizers, trials=entry.get("trials", trials) if entry else trials,
-                              references=references, seed=args.seed, max_failures=args.max_failures,
-                              searcher=args.searcher, total_steps=steps, tune_name=tune_name,
-                              optuna_storage=optuna_url, earlier=earlier,
-                              optuna_study=entry["optuna_study"] if entry else tune_name)
+        fields = extend.study_fields(entry, f"{record['experiment']}-{record['stamp']}-{key}", trials, args.seed)
+        references = [c for c in (preset.reference[space.name] if preset and not fields["earlier"] else [])
+                      if c["optimizer"] in optimizers]  # an extension runs no preset trials again
+        study = studies.Study(optimizers=optimizers, references=references, max_failures=args.max_failures,
+                              searcher=args.searcher, total_steps=steps, optuna_storage=optuna_url, **fields)
         if entry:
             client.update_run(entry["parent_run_id"], status="RUNNING")
             search_record.save(storage, record)
@@ -391,9 +389,11 @@ def main(argv=None) -> dict:
         if previous and not (args.resume or args.extend):  # a crashed search not resumed: close its runs
             for entry in previous["studies"].values():
                 tracking.close_search(client, experiment_id, entry["parent_run_id"])
-        record = previous if args.resume or args.extend else search_record.new(experiment, argv if argv is not None else sys.argv[1:])
+        record = previous if args.resume or args.extend else search_record.new(
+            experiment, argv if argv is not None else sys.argv[1:])
         pace = f" ({steps} steps, a report every {base['eval_every']})" if steps else ""
-        print(f"space {space.name}: {'2 studies' if args.compare_optimizers else '1 study'} × {trials} trials × "
+        count = f"{args.extend} more trials" if args.extend else f"{trials} trials"
+        print(f"space {space.name}: {'2 studies' if args.compare_optimizers else '1 study'} × {count} × "
               f"{base['epochs']} epochs{pace}, model {model}, data {data_dir}; {resources.num_workers} worker(s) per "
               f"trial ({'GPU' if resources.use_gpu else 'CPU'}, {resources.cpus_per_worker} CPU each), "
               f"{resources.concurrency} at a time", file=sys.stderr)

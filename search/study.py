@@ -66,10 +66,10 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
         METRIC, MODE, *budget(base, study.total_steps))
     # ASHA-stopped trials reach TPE as PRUNED, not as finished scores.
     time_attr, max_t = budget(base, study.total_steps)
-    storage = optuna_store.open_storage(study.optuna_storage) if study.optuna_storage else None
+    optuna_storage = optuna_store.open_storage(study.optuna_storage) if study.optuna_storage else None
     searcher = PrunedAwareOptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, sampler=sampler,
                                        points_to_evaluate=study.references or None, time_attr=time_attr,
-                                       max_t=max_t, storage=storage,
+                                       max_t=max_t, storage=optuna_storage,
                                        study_name=study.optuna_study or study.tune_name)
     reporter = tune.CLIReporter(
         parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
