@@ -90,9 +90,9 @@ def lines(*, space, args, groups, names, trials: int, references: int, cfg, mode
     from trainables.data import steps_per_epoch
     per_epoch = steps_per_epoch(pairs, cfg.batch_size)
     pace = f", {steps} steps, a report every {cfg.eval_every}" if steps else ""
-    count = args.extend or trials
+    count = f"{args.extend} more trials" if args.extend else f"{trials} trials"
     out = [f"plan for space {space.name} (dry run: no Ray started, nothing written)",
-           f"studies: {len(groups)} × {count} trials{' more' if args.extend else ''}"
+           f"studies: {len(groups)} × {count}"
            f"{f' (+{references} preset trials)' if references else ''} × {cfg.epochs} epochs{pace}; "
            f"searcher {args.searcher}",
            f"model: {model}",
