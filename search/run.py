@@ -292,6 +292,8 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
                               searcher=args.searcher, total_steps=steps, optuna_storage=optuna_url, **fields)
         if entry:
             client.update_run(entry["parent_run_id"], status="RUNNING")
+            if entry.get("extensions"):  # its `trials` param stays the first budget: MLflow params never change
+                client.set_tag(entry["parent_run_id"], "extensions", ",".join(entry["extensions"]))
             search_record.save(storage, record)
         else:
             parent_id = studies.open_parent(

@@ -76,4 +76,5 @@ def test_smoke_search_then_extend_keeps_optuna_history_and_mlflow_parent(tmp_pat
     experiment = client.get_experiment_by_name("ext").experiment_id
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent}'")
     assert len(children) == 4 and client.get_run(parent).info.status == "FINISHED"
+    assert client.get_run(parent).data.tags["extensions"] == f"{name}-extend1"
     assert len(client.search_runs([experiment], "tags.role = 'search'")) == 1
