@@ -5,6 +5,8 @@
     python -m search.run --space minilm --compare-optimizers --trials 8   # 8 trials per optimizer
     python -m search.run --space gte --smoke-test             # tiny random model, a minute on CPU
     python -m search.run --space minilm --resume              # finish the last search after a crash
+    python -m search.run --space minilm --extend 4            # 4 more trials for the last, finished search
+    python -m search.run --space minilm --dry-run             # check every input, print the plan, run nothing
 """
 from __future__ import annotations
 
@@ -87,8 +89,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="override a fixed training setting (a TrainConfig key), e.g. --set max_length=128")
     parser.add_argument("--resume", action="store_true",
                         help="finish this experiment's last search (same flags as recorded) after a crash")
+    parser.add_argument("--extend", type=int, default=None, metavar="N",
+                        help="add N trials to this experiment's last, finished search (same flags, same Optuna "
+                             "study and MLflow parent run)")
+    parser.add_argument("--optuna-storage", default=None, metavar="URL",
+                        help="SQLAlchemy URL of the Optuna studies (default: sqlite:///STORAGE/optuna.db)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check every input and print the plan; start no Ray, write nothing")
     args = parser.parse_args(argv)
-    for name in ("trials", "epochs", "max_triples", "eval_every", "max_dev_queries"):
+    for name in ("trials", "epochs", "max_triples", "eval_every", "max_dev_queries", "extend"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
@@ -97,6 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.register_model is not None:
         from search.model_artifact import check_name
         check_name(args.register_model)
+    if args.resume and args.extend:
+        raise UsageError("--resume finishes a crashed search, --extend adds to a finished one: pass one")
     if args.max_failures < 0:
         raise UsageError("--max-failures must be >= 0")
     if args.dev_set is not None and args.folds:
@@ -271,27 +282,36 @@ def interrupt_on_sigterm() -> None:
 
 
 def run_studies(space, args, base, preset, resources, trials, storage, client, uri, experiment_id, record,
-                first_stage, steps) -> list[dict]:
+                first_stage, steps, optuna_url) -> list[dict]:
     """One study (all optimizers), or one per optimizer with --compare-optimizers; finished studies
-    of a resumed search are not run again. Every study's parent run is opened first, while the
-    server is known to answer: between studies nothing waits on MLflow."""
+    of a resumed search are not run again, of an extended one get --extend more trials (search/extend.py).
+    Every study's parent run is opened first, while the server is known to answer: between studies
+    nothing waits on MLflow."""
+    from search import extend
     from search import study as studies
     from search import tracking_queue
-    from spaces.base import OPTIMIZERS
-    groups = [(opt,) for opt in OPTIMIZERS] if args.compare_optimizers else [OPTIMIZERS]
+    from search.plan import study_groups
+    groups = study_groups(args.compare_optimizers)
     plans = []  # (key, study or None when finished, record entry)
     for optimizers in groups:
         key = "+".join(optimizers)
         entry = record["studies"].get(key)
-        if entry and entry["status"] == "FINISHED":
+        if entry and entry["status"] == "FINISHED" and args.extend:
+            extend.start_extension(entry, args.extend)
+            record["status"] = "RUNNING"  # a crash mid-extension leaves it for --resume
+        elif entry and entry["status"] == "FINISHED":
             plans.append((key, None, entry))
             continue
-        references = [c for c in (preset.reference[space.name] if preset else []) if c["optimizer"] in optimizers]
-        study = studies.Study(optimizers=optimizers, trials=trials, references=references, seed=args.seed,
-                              max_failures=args.max_failures, searcher=args.searcher, total_steps=steps,
-                              tune_name=entry["tune_name"] if entry else f"{record['experiment']}-{record['stamp']}-{key}")
+        fields = extend.study_fields(entry, f"{record['experiment']}-{record['stamp']}-{key}", trials, args.seed)
+        references = [c for c in (preset.reference[space.name] if preset and not fields["earlier"] else [])
+                      if c["optimizer"] in optimizers]  # an extension runs no preset trials again
+        study = studies.Study(optimizers=optimizers, references=references, max_failures=args.max_failures,
+                              searcher=args.searcher, total_steps=steps, optuna_storage=optuna_url, **fields)
         if entry:
             client.update_run(entry["parent_run_id"], status="RUNNING")
+            if entry.get("extensions"):  # its `trials` param stays the first budget: MLflow params never change
+                client.set_tag(entry["parent_run_id"], "extensions", ",".join(entry["extensions"]))
+            search_record.save(storage, record)
         else:
             parent_id = studies.open_parent(
                 client, experiment_id, space, study,
@@ -300,9 +320,10 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
                         "seed": args.seed, "folds": args.folds, "test_fold": args.test_fold,
                         "preset": args.preset or "none", "searcher": args.searcher, "dev_set": args.dev_set or "split",
                         **{f"first_stage_{k}": v for k, v in first_stage.items()}},
-                tags={"git_commit": git_commit(), "data": base["data_dir"], "smoke_test": str(args.smoke_test)})
+                tags={"git_commit": git_commit(), "data": base["data_dir"], "smoke_test": str(args.smoke_test),
+                      "optuna_study": study.tune_name})
             entry = record["studies"][key] = {"tune_name": study.tune_name, "parent_run_id": parent_id,
-                                              "status": "RUNNING"}
+                                              "status": "RUNNING", "optuna_study": study.tune_name}
             search_record.save(storage, record)
         plans.append((key, study, entry))
     summaries, started = [], set()
@@ -315,6 +336,8 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
             summary = studies.run(space, study, base, resources, storage, uri, experiment_id,
                                   entry["parent_run_id"], resume=args.resume)
             entry.update(status=summary["status"], summary=summary)
+            if summary["status"] == "FINISHED":  # an extension's earlier trials are in its summary now
+                entry.pop("earlier", None)
             search_record.save(storage, record)
             summaries.append(summary)
             print_table(summary["trials"], first_stage, summary["best"], f"study {key} ({summary['status']}):")
@@ -329,34 +352,20 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
     return summaries
 
 
-def resolve_resume(args, argv, storage: Path, experiment: str):
-    """(args, previous record): with --resume, the recorded flags of the experiment's last search."""
-    previous = search_record.load(storage, experiment)
-    if not args.resume:
-        return args, previous
-    if previous is None:
-        raise UsageError(f"--resume: no search of experiment {experiment!r} recorded in {storage}")
-    if previous["status"] == "FINISHED":
-        raise UsageError(f"--resume: the last search of experiment {experiment!r} already finished")
-    args = parse_args(previous["argv"])  # the recorded flags, so the study is the same
-    args.resume = True
-    return args, previous
-
-
 @exit_on_usage_error
 def main(argv=None) -> dict:
     import ray
 
     from search import eval_sets
     from search import resources as resource_plan
-    from search import model_artifact, tracking, tracking_queue, validate
+    from search import extend, model_artifact, optuna_store, plan, tracking_queue, tracking_uri, validate
     from spaces import get_space
     from spaces.presets import get_preset
 
     args = parse_args(argv)
     storage = args.storage.resolve()
     experiment = args.experiment or f"rerank-{args.space}"
-    args, previous = resolve_resume(args, argv if argv is not None else sys.argv[1:], storage, experiment)
+    args, previous = extend.resolve(args, storage, experiment, parse_args)
     space = get_space(args.space)
     preset = get_preset(args.preset) if args.preset else None
     # Everything a user can get wrong is checked before Ray starts or anything is written.
@@ -365,16 +374,24 @@ def main(argv=None) -> dict:
     tests = eval_sets.choose(data_dir, args.dev_set, args.test_sets)
     validate.check_outputs(args)
     validate.check_expect_gpus(args)
-    uri = args.mlflow_uri or tracking.default_uri(storage)
+    uri = args.mlflow_uri or tracking_uri.default_uri(storage)
     if args.mlflow_uri:
-        tracking.check_reachable(uri)
+        tracking_uri.check_reachable(uri)
+    optuna_url = optuna_store.url(args.optuna_storage, storage)
+    optuna_store.check(optuna_url)
     settings = lambda run_file, eval_runs: apply_overrides(
         {**trial_base(space, args, "(model)", data_dir, run_file, preset), "eval_runs": eval_runs}, args.set)
     check_batch_split(settings(None, None), validate.planned_workers(args))  # before BM25 may take minutes
-    base = settings(ensure_first_stage(data_dir, storage), eval_sets.ensure_runs(data_dir, storage))
-    model = resolve_model(space, args, storage)
-    first_stage, pairs = first_stage_dev_metrics(base, storage)  # the last check: it writes the prepared data
-    steps = trial_steps(base, pairs)
+    with plan.scratch(storage, args.dry_run) as work:  # a dry run writes nothing under --storage
+        base = settings(ensure_first_stage(data_dir, work), eval_sets.ensure_runs(data_dir, work))
+        model = resolve_model(space, args, plan.model_root(space, storage, work))
+        # the last check: it writes the prepared data
+        first_stage, pairs = first_stage_dev_metrics(base, plan.prepared_root(base, storage, work))
+        steps = trial_steps(base, pairs)
+        if args.dry_run:
+            return plan.show(space, args, trials, preset, base, model, tests, first_stage, pairs, steps, storage,
+                              uri, experiment, optuna_url, previous)
+    from search import tracking  # MLflow and Ray Tune: imported only by a search that runs
     test, model_uri = {}, None
     storage.mkdir(parents=True, exist_ok=True)
     base["model"] = model
@@ -388,19 +405,21 @@ def main(argv=None) -> dict:
         if resources.note:
             print(f"note: {resources.note}", file=sys.stderr)
         client, experiment_id = tracking.connect(uri, experiment, storage)
-        if previous and not args.resume:  # a crashed search that will not be resumed: close its runs
+        if previous and not (args.resume or args.extend):  # a crashed search not resumed: close its runs
             for entry in previous["studies"].values():
                 tracking.close_search(client, experiment_id, entry["parent_run_id"])
-        record = previous if args.resume else search_record.new(experiment, argv if argv is not None else sys.argv[1:])
+        record = previous if args.resume or args.extend else search_record.new(
+            experiment, argv if argv is not None else sys.argv[1:])
         pace = f" ({steps} steps, a report every {base['eval_every']})" if steps else ""
-        print(f"space {space.name}: {'2 studies' if args.compare_optimizers else '1 study'} × {trials} trials × "
+        count = f"{args.extend} more trials" if args.extend else f"{trials} trials"
+        print(f"space {space.name}: {'2 studies' if args.compare_optimizers else '1 study'} × {count} × "
               f"{base['epochs']} epochs{pace}, model {model}, data {data_dir}; {resources.num_workers} worker(s) per "
               f"trial ({'GPU' if resources.use_gpu else 'CPU'}, {resources.cpus_per_worker} CPU each), "
               f"{resources.concurrency} at a time", file=sys.stderr)
         interrupt_on_sigterm()
         try:
             summaries = run_studies(space, args, base, preset, resources, trials, storage, client, uri,
-                                    experiment_id, record, first_stage, steps)
+                                    experiment_id, record, first_stage, steps, optuna_url)
             if record["status"] == "FINISHED":  # the test sets see only the chosen trial, once
                 tracking_queue.for_uri(uri).drain(60)  # its trial's run must exist before scores land on it
                 test = eval_sets.score_on_test_sets(summaries, base, resources, tests, storage / "test-runs" /
@@ -431,4 +450,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     outcome = main()
-    sys.exit(0 if outcome["status"] == "FINISHED" and outcome["best"] else 1)
+    sys.exit(0 if outcome["status"] == "DRY_RUN" or outcome["status"] == "FINISHED" and outcome["best"] else 1)

@@ -42,3 +42,20 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         from optuna.trial import TrialState
         self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str):
+        super().restore(checkpoint_path)
+        fail_orphans(self._ot_study, self._ot_trials.values())
+
+
+def fail_orphans(study, known) -> int:
+    """Tell FAIL the Optuna trials a persistent study holds as RUNNING that the restored searcher does
+    not know: a driver killed after asking for them but before Tune saved its state. Tune never ran
+    them (it asks again); left RUNNING, TPE's constant liar would count them as running for ever."""
+    from optuna.trial import TrialState
+    numbers = {trial.number for trial in known}
+    orphans = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if t.number not in numbers]
+    for number in orphans:
+        study.tell(number, state=TrialState.FAIL)
+    return len(orphans)

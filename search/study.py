@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from search import tracking, tracking_queue
@@ -34,6 +34,9 @@ class Study:
     max_failures: int
     searcher: str = "tpe"  # "tpe": Optuna TPE + ASHA; "random": random sampling, every trial runs all epochs
     total_steps: int | None = None  # optimiser steps of a whole trial: the budget when base sets eval_every
+    optuna_storage: str | None = None  # SQLAlchemy URL of the Optuna study (None: in memory)
+    optuna_study: str | None = None  # the Optuna study's name (default tune_name; an extension keeps its study's)
+    earlier: list = field(default_factory=list)  # summary rows of the trials before an --extend
 
 
 def budget(base: dict, total_steps: int | None) -> tuple[str, int]:
@@ -45,11 +48,11 @@ def budget(base: dict, total_steps: int | None) -> tuple[str, int]:
 
 
 def build_tuner(space, study: Study, base: dict, resources, storage: Path, callbacks):
-    from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
+    from search import optuna_store
     from search.searcher import PrunedAwareOptunaSearch, early_stopping
     from search.trainable import trainable
 
@@ -57,17 +60,18 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
     define_by_run = functools.partial(space.suggest, optimizers=study.optimizers)
     # metric and mode go to the searcher and scheduler themselves: ConcurrencyLimiter does not pass
     # them on to a define-by-run OptunaSearch.
-    if study.searcher == "random":  # the baseline TPE + ASHA must beat at the same trial budget
-        sampler, scheduler = RandomSampler(seed=study.seed), FIFOScheduler()
-    else:
-        sampler = TPESampler(seed=study.seed, n_startup_trials=min(10, max(2, study.trials // 2)))
-        # First rung at half the budget or later (search/searcher.py).
-        scheduler = early_stopping(METRIC, MODE, *budget(base, study.total_steps))
+    sampler = optuna_store.sampler(study.searcher, study.seed, study.trials, resources.concurrency)
+    # random: the baseline TPE + ASHA must beat at the same trial budget; ASHA's first rung at half
+    # the budget or later (search/searcher.py).
+    scheduler = FIFOScheduler() if study.searcher == "random" else early_stopping(
+        METRIC, MODE, *budget(base, study.total_steps))
     # ASHA-stopped trials reach TPE as PRUNED, not as finished scores.
     time_attr, max_t = budget(base, study.total_steps)
+    optuna_storage = optuna_store.open_storage(study.optuna_storage) if study.optuna_storage else None
     searcher = PrunedAwareOptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, sampler=sampler,
                                        points_to_evaluate=study.references or None, time_attr=time_attr,
-                                       max_t=max_t)
+                                       max_t=max_t, storage=optuna_storage,
+                                       study_name=study.optuna_study or study.tune_name)
     reporter = tune.CLIReporter(
         parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
         metric_columns=["epoch", "step", "ndcg_at_10", "model_ndcg_at_10", "map", "mrr_at_10", "train_loss",
@@ -122,7 +126,7 @@ def run(space, study: Study, base: dict, resources, storage: Path, uri: str, exp
     status = "FAILED"
     try:
         results = tuner.fit()
-        rows = summarize(results, study.references)
+        rows = study.earlier + summarize(results, study.references)
         best = choose_best(rows, base["epochs"])
         # Tune returns (rather than raises) when the driver is interrupted: count finished trials.
         interrupted = results.num_terminated + results.num_errors < study.trials + len(study.references)

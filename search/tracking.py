@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from search import tracking_queue
+from search.tracking_uri import check_reachable, default_uri  # noqa: F401 (their old home)
 from trainables.errors import UsageError
-from trainables.paths import check_sqlite
 
 # ndcg_at_10 etc. score the final ranking (interpolated with the first stage); model_*: the model alone.
 EPOCH_METRICS = ("ndcg_at_10", "map", "mrr_at_10", "recall_at_100", "model_ndcg_at_10", "model_map",
@@ -27,27 +27,6 @@ PARENT_TAG = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment without this tag on its GenAI traces page; this kind ("Machine
 # learning" in its UI) opens the runs table. No MLflow tag chooses default metric columns.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-
-
-def default_uri(storage: Path) -> str:
-    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
-
-
-def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
-    """Fail fast, before Ray starts, on a tracking URI that cannot work: an HTTP server that does
-    not answer (MLflow's own client would retry for minutes) or a SQLite file in a missing folder."""
-    if uri.startswith(("http://", "https://")):
-        import requests
-        try:
-            requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
-        except requests.RequestException as err:
-            raise UsageError(f"MLflow tracking URI {uri!r} is unreachable ({type(err).__name__}); "
-                             f"start the server (cluster/mlflow_server.sh) or fix --mlflow-uri") from None
-    elif uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):].split("?")[0])
-        if not path.parent.is_dir():
-            raise UsageError(f"MLflow tracking URI {uri!r}: folder {path.parent} does not exist")
-        check_sqlite(path, uri)
 
 
 def connect(uri: str, experiment: str, storage: Path) -> tuple[MlflowClient, str]:

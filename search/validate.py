@@ -11,14 +11,21 @@ from trainables.paths import check_output
 def planned_workers(args) -> int | None:
     """Workers per trial as the flags (and, for a Ray started here, this machine) give them;
     None when only the running cluster can tell. Flags no cluster could satisfy fail here."""
+    planned = planned_resources(args)
+    return args.gpus_per_trial or args.workers_per_trial if planned is None else planned.num_workers
+
+
+def planned_resources(args) -> resources.TrialResources | None:
+    """The plan a Ray started here would make, from this machine's CPUs and GPUs counted as Ray counts
+    them; None when the search joins a cluster (only the running cluster can tell)."""
     max_concurrent = getattr(args, "max_concurrent", None)  # search.rerun runs one at a time
     resources.check_flags(args.gpus_per_trial, args.workers_per_trial, max_concurrent)
     local = local_resources() if starts_local_ray(args.address) else None
     if local is None:
-        return args.gpus_per_trial or args.workers_per_trial
+        return None
     cpus, gpus = local
     return resources.plan(cpus, gpus, args.gpus_per_trial, args.workers_per_trial, max_concurrent,
-                          max_node_gpus=gpus or None).num_workers
+                          max_node_gpus=gpus or None)
 
 
 def check_expect_gpus(args) -> None:

@@ -114,6 +114,18 @@ CASES = {
                                                        "--mlflow-uri", "http://127.0.0.1:9"], "http://127.0.0.1:9"),
     "resume without a search": ("search.run", lambda d, t: ["--space", "minilm", "--resume", "--storage", str(t / "r"),
                                                             "--experiment", "never-ran"], "'never-ran'"),
+    "extend a search that did not finish": ("search.run", lambda d, t: (
+        (t / "r" / "searches").mkdir(parents=True), (t / "r" / "searches" / "half.json").write_text(
+            '{"experiment": "half", "argv": ["--space", "minilm"], "stamp": "1", "status": "INTERRUPTED", '
+            '"studies": {}}'),
+        ["--space", "minilm", "--extend", "2", "--storage", str(t / "r"), "--experiment", "half"])[2],
+        "did not finish (INTERRUPTED); --resume finishes it first"),
+    "extend without a search": ("search.run", lambda d, t: ["--space", "minilm", "--extend", "2", "--storage",
+                                                            str(t / "r"), "--experiment", "never-ran"], "'never-ran'"),
+    "bad Optuna storage URL": ("search.run", lambda d, t: smoke(t, "--optuna-storage", "nosuchdb://host/db"),
+                               "--optuna-storage 'nosuchdb://host/db': not a usable SQLAlchemy URL"),
+    "Optuna storage not SQLite": ("search.run", lambda d, t: smoke(t, "--optuna-storage", f"sqlite:///{d}/qrels.txt"),
+                                  "qrels.txt is not an SQLite database"),
     "corrupt search record": ("search.run", lambda d, t: (
         (t / "r" / "searches").mkdir(parents=True), (t / "r" / "searches" / "broken.json").write_text("{oops"),
         ["--space", "minilm", "--resume", "--storage", str(t / "r"), "--experiment", "broken"])[2], "broken.json"),

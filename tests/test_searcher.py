@@ -64,3 +64,15 @@ def test_with_eval_every_asha_counts_optimiser_steps_from_half_the_steps(ray_loc
     assert {r.config["x"]: r.metrics["step"] for r in results} == {0.9: 24, 0.1: 12, 0.3: 12, 0.8: 24}
     told = {t.params["x"]: t.state for t in searcher._ot_study.trials}
     assert told == {0.9: TrialState.COMPLETE, 0.1: TrialState.PRUNED, 0.3: TrialState.PRUNED, 0.8: TrialState.COMPLETE}
+
+
+def test_trials_asked_for_but_never_saved_are_failed_on_restore(tmp_path):
+    import optuna
+
+    from search.searcher import fail_orphans
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="s", direction="maximize")
+    kept, orphan = study.ask(), study.ask()  # the driver died after the second ask, before Tune saved it
+    assert fail_orphans(study, [kept]) == 1
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.RUNNING, TrialState.FAIL] and orphan.number == 1
+    assert fail_orphans(study, [kept]) == 0

@@ -2,7 +2,8 @@ from argparse import Namespace
 
 import pytest
 
-from search.validate import check_expect_gpus, planned_workers
+from search import validate
+from search.validate import check_expect_gpus, planned_resources, planned_workers
 from trainables.errors import UsageError
 
 
@@ -23,6 +24,16 @@ def test_flags_no_cluster_could_meet_fail_without_ray(given, needle):
 def test_a_cluster_elsewhere_leaves_the_default_plan_to_ray():
     assert planned_workers(flags()) is None
     assert planned_workers(flags(gpus_per_trial=3)) == 3 and planned_workers(flags(workers_per_trial=2)) == 2
+
+
+def test_a_local_ray_plans_from_this_machine(monkeypatch):
+    monkeypatch.setattr(validate, "starts_local_ray", lambda address: True)
+    monkeypatch.setattr(validate, "local_resources", lambda: (16.0, 4.0))
+    plan = planned_resources(flags(address=None))
+    assert (plan.num_workers, plan.use_gpu, plan.concurrency, plan.cpus_per_worker) == (3, True, 1, 5)
+    assert planned_workers(flags(address=None, gpus_per_trial=0, max_concurrent=2)) == 1
+    monkeypatch.setattr(validate, "starts_local_ray", lambda address: False)
+    assert planned_resources(flags()) is None
 
 
 @pytest.mark.parametrize("given,needle", [({"expect_gpus": 0}, "--expect-gpus must be >= 1"),

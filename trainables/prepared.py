@@ -101,11 +101,8 @@ def prepare(data_dir, run_file=None, cache_root=None, eval_runs=None) -> Path:
     Built in a private temporary folder and renamed into place: two processes preparing the same
     data at once both end with one complete copy."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise UsageError(f"{data_dir}: data directory not found")
-    identities = {name: file_identity(path) for name, path in input_files(data_dir, run_file, eval_runs).items()}
     root = Path(cache_root) if cache_root else Path(tempfile.gettempdir()) / "rerank-prepared"
-    target = root / f"{data_dir.resolve().name}-{cache_key(identities)}"
+    target, identities = cached(data_dir, run_file, root, eval_runs)
     if is_complete(target, identities):
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -130,6 +127,14 @@ def prepare(data_dir, run_file=None, cache_root=None, eval_runs=None) -> Path:
     print(f"prepared in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()),
           file=sys.stderr)
     return target
+
+
+def cached(data_dir: Path, run_file, root: Path, eval_runs=None) -> tuple[Path, dict]:
+    """(the prepared folder under root for these inputs, their identities); reads, writes nothing."""
+    if not data_dir.is_dir():
+        raise UsageError(f"{data_dir}: data directory not found")
+    identities = {name: file_identity(path) for name, path in input_files(data_dir, run_file, eval_runs).items()}
+    return root / f"{data_dir.resolve().name}-{cache_key(identities)}", identities
 
 
 def is_complete(folder: Path, identities: dict) -> bool:
