@@ -90,8 +90,8 @@ def rollup(pid: int) -> dict[str, int]:
 
 
 class Sampler(threading.Thread):
-    """Every 0.25 s: system memory above `idle`; the search's own processes (the driver, Ray, its
-    workers), summed proportionally: anonymous + shared memory (what only they can free) and the
+    """Every 0.25 s system memory above `idle`; every second the search's own processes (the driver,
+    Ray, its workers), summed proportionally: anonymous + shared memory (what only they can free) and the
     file pages they map (the prepared data in the page cache, shared and reclaimable); and each Ray
     Train worker's USS/PSS."""
 
@@ -101,10 +101,12 @@ class Sampler(threading.Thread):
         self.root, self.tree_peak, self.file_peak = None, 0, 0
 
     def run(self):
+        ticks = 0
         while not self.stop.is_set():
             self.peak = max(self.peak, system_used() - self.idle)
-            if self.root:
+            if self.root and ticks % 4 == 0:  # walking the process tree costs CPU the search shares
                 self.sample_tree()
+            ticks += 1
             self.stop.wait(0.25)
 
     def sample_tree(self):
