@@ -19,6 +19,7 @@ from search import record as search_record
 from search.ray_session import add_ray_arguments, cpus_per_gpu, largest_gpu_node, start_ray
 from search.resources import add_expect_gpus_arguments as resource_arguments
 from search.embedded_data import DEFAULT_DIR as EMBEDDED_DIR
+from trainables.config import OPTIMIZERS
 from trainables.errors import UsageError, exit_on_usage_error
 
 # The embedded data is small: short inputs, small batches and a shallow rerank keep the default
@@ -27,6 +28,15 @@ EMBEDDED_SETTINGS = dict(max_length=64, batch_size=16, negatives_per_query=3, re
 EMBEDDED_TRIALS = 6
 SMOKE_SETTINGS = dict(max_length=48, batch_size=8, negatives_per_query=3, rerank_depth=10, epochs=2,
                       max_train_queries=16, max_dev_queries=6)
+
+
+def optimizer_list(text: str) -> tuple:
+    """--optimizers a,b: known names, each once, in the given order."""
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in OPTIMIZERS]
+    if unknown or not chosen or len(set(chosen)) != len(chosen):
+        raise UsageError(f"--optimizers {text!r}: expected distinct names among {', '.join(OPTIMIZERS)}")
+    return chosen
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(default: at epoch ends only)")
     parser.add_argument("--compare-optimizers", action="store_true",
                         help="one study per optimizer with equal budgets (its own Optuna TPE each)")
+    parser.add_argument("--optimizers", default="adamw,lion", type=optimizer_list,
+                        help=f"comma-separated optimizers the search (or --compare-optimizers) covers: "
+                             f"{', '.join(OPTIMIZERS)} (default adamw,lion)")
     parser.add_argument("--searcher", choices=("tpe", "random"), default="tpe",
                         help="tpe: Optuna TPE with ASHA early stopping (default); random: random search, no stopping")
     parser.add_argument("--preset", default=None, help=f"also run a preset's settings as reference trials "
@@ -260,8 +273,7 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
     server is known to answer: between studies nothing waits on MLflow."""
     from search import study as studies
     from search import tracking_queue
-    from spaces.base import OPTIMIZERS
-    groups = [(opt,) for opt in OPTIMIZERS] if args.compare_optimizers else [OPTIMIZERS]
+    groups = [(opt,) for opt in args.optimizers] if args.compare_optimizers else [args.optimizers]
     plans = []  # (key, study or None when finished, record entry)
     for optimizers in groups:
         key = "+".join(optimizers)
@@ -376,7 +388,7 @@ def main(argv=None) -> dict:
                 tracking.close_search(client, experiment_id, entry["parent_run_id"])
         record = previous if args.resume else search_record.new(experiment, argv if argv is not None else sys.argv[1:])
         pace = f" ({steps} steps, a report every {base['eval_every']})" if steps else ""
-        print(f"space {space.name}: {'2 studies' if args.compare_optimizers else '1 study'} × {trials} trials × "
+        print(f"space {space.name}: {f'{len(args.optimizers)} studies' if args.compare_optimizers else '1 study'} × {trials} trials × "
               f"{base['epochs']} epochs{pace}, model {model}, data {data_dir}; {resources.num_workers} worker(s) per "
               f"trial ({'GPU' if resources.use_gpu else 'CPU'}, {resources.cpus_per_worker} CPU each), "
               f"{resources.concurrency} at a time", file=sys.stderr)

@@ -51,6 +51,7 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
 
     from search.searcher import PrunedAwareOptunaSearch, early_stopping
     from search.trainable import trainable
+    from spaces.base import optuna_params, train_config
 
     # A partial of the space's bound method pickles, so Tune can save the searcher for --resume.
     define_by_run = functools.partial(space.suggest, optimizers=study.optimizers)
@@ -65,8 +66,8 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
     # ASHA-stopped trials reach TPE as PRUNED, not as finished scores.
     time_attr, max_t = budget(base, study.total_steps)
     searcher = PrunedAwareOptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, sampler=sampler,
-                                       points_to_evaluate=study.references or None, time_attr=time_attr,
-                                       max_t=max_t)
+                                       points_to_evaluate=[optuna_params(c) for c in study.references] or None,
+                                       time_attr=time_attr, max_t=max_t, to_config=train_config)
     reporter = tune.CLIReporter(
         parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],
         metric_columns=["epoch", "step", "ndcg_at_10", "map", "mrr_at_10", "train_loss", "pairs_per_s"],
