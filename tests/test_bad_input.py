@@ -80,6 +80,8 @@ def bm25(data, tmp, *flags, collection=None):
 CASES = {
     "unknown space": ("search.run", lambda d, t: ["--space", "bert-huge"], "unknown space 'bert-huge'"),
     "unknown preset": ("search.run", lambda d, t: ["--space", "minilm", "--preset", "nope"], "unknown preset 'nope'"),
+    "unknown optimizer": ("search.run", lambda d, t: ["--space", "minilm", "--optimizers", "adamw,sgd"],
+                          "adamw, lion, apollo, apollo_mini, muon, adamw_schedulefree"),
     "zero trials": ("search.run", lambda d, t: ["--space", "minilm", "--trials", "0"], "--trials"),
     "bad dev fraction": ("search.run", lambda d, t: ["--space", "minilm", "--dev-fraction", "1.5"], "--dev-fraction"),
     "bad folds": ("search.run", lambda d, t: ["--space", "minilm", "--folds", "1"], "--folds"),
