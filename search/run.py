@@ -3,6 +3,7 @@
     python -m search.run --space minilm                       # embedded data, packaged MiniLM, CPU
     python -m search.run --space modernbert --data DIR --address auto --mlflow-uri http://HEAD:5000
     python -m search.run --space minilm --compare-optimizers --trials 8   # 8 trials per optimizer
+    python -m search.run --space minilm --compare-optimizers --optimizers adamw,lion,apollo_mini,muon
     python -m search.run --space gte --smoke-test             # tiny random model, a minute on CPU
     python -m search.run --space minilm --resume              # finish the last search after a crash
 """
