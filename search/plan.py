@@ -12,10 +12,9 @@ from pathlib import Path
 STAMP = "<start time>"  # a new search's Tune run names carry its start time (search/record.py)
 
 
-def study_groups(compare_optimizers: bool) -> list[tuple]:
+def study_groups(compare_optimizers: bool, optimizers) -> list[tuple]:
     """The optimizers of each study: one study of all, or one per optimizer."""
-    from spaces.base import OPTIMIZERS
-    return [(opt,) for opt in OPTIMIZERS] if compare_optimizers else [OPTIMIZERS]
+    return [(opt,) for opt in optimizers] if compare_optimizers else [tuple(optimizers)]
 
 
 @contextmanager
@@ -115,7 +114,7 @@ def show(space, args, trials, preset, base, model, tests, first_stage, pairs, st
     """The plan on stdout, the resources as a Ray started here would plan them (search/validate.py)."""
     from search import validate
     from trainables.config import TrainConfig
-    groups = study_groups(args.compare_optimizers)
+    groups = study_groups(args.compare_optimizers, args.optimizers)
     references = len(preset.reference[space.name]) if preset and not args.extend else 0
     if args.smoke_test:  # built in a temporary folder for the checks; the search builds it here
         model = f"tiny random {space.tiny_kind} model at {storage / 'tiny-models' / space.tiny_kind}"

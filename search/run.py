@@ -3,6 +3,7 @@
     python -m search.run --space minilm                       # embedded data, packaged MiniLM, CPU
     python -m search.run --space modernbert --data DIR --address auto --mlflow-uri http://HEAD:5000
     python -m search.run --space minilm --compare-optimizers --trials 8   # 8 trials per optimizer
+    python -m search.run --space minilm --compare-optimizers --optimizers adamw,lion,apollo_mini,muon
     python -m search.run --space gte --smoke-test             # tiny random model, a minute on CPU
     python -m search.run --space minilm --resume              # finish the last search after a crash
     python -m search.run --space minilm --extend 4            # 4 more trials for the last, finished search
@@ -21,6 +22,7 @@ from search import record as search_record
 from search.ray_session import add_ray_arguments, cpus_per_gpu, largest_gpu_node, start_ray
 from search.resources import add_expect_gpus_arguments as resource_arguments
 from search.embedded_data import DEFAULT_DIR as EMBEDDED_DIR
+from trainables.config import OPTIMIZERS
 from trainables.errors import UsageError, exit_on_usage_error
 
 # The embedded data is small: short inputs, small batches and a shallow rerank keep the default
@@ -29,6 +31,15 @@ EMBEDDED_SETTINGS = dict(max_length=64, batch_size=16, negatives_per_query=3, re
 EMBEDDED_TRIALS = 6
 SMOKE_SETTINGS = dict(max_length=48, batch_size=8, negatives_per_query=3, rerank_depth=10, epochs=2,
                       max_train_queries=16, max_dev_queries=6)
+
+
+def optimizer_list(text: str) -> tuple:
+    """--optimizers a,b: known names, each once, in the given order."""
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in OPTIMIZERS]
+    if unknown or not chosen or len(set(chosen)) != len(chosen):
+        raise UsageError(f"--optimizers {text!r}: expected distinct names among {', '.join(OPTIMIZERS)}")
+    return chosen
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(default: at epoch ends only)")
     parser.add_argument("--compare-optimizers", action="store_true",
                         help="one study per optimizer with equal budgets (its own Optuna TPE each)")
+    parser.add_argument("--optimizers", default="adamw,lion", type=optimizer_list,
+                        help=f"comma-separated optimizers the search (or --compare-optimizers) covers: "
+                             f"{', '.join(OPTIMIZERS)} (default adamw,lion)")
     parser.add_argument("--searcher", choices=("tpe", "random"), default="tpe",
                         help="tpe: Optuna TPE with ASHA early stopping (default); random: random search, no stopping")
     parser.add_argument("--preset", default=None, help=f"also run a preset's settings as reference trials "
@@ -291,7 +305,7 @@ def run_studies(space, args, base, preset, resources, trials, storage, client, u
     from search import study as studies
     from search import tracking_queue
     from search.plan import study_groups
-    groups = study_groups(args.compare_optimizers)
+    groups = study_groups(args.compare_optimizers, args.optimizers)
     plans = []  # (key, study or None when finished, record entry)
     for optimizers in groups:
         key = "+".join(optimizers)
@@ -412,7 +426,8 @@ def main(argv=None) -> dict:
             experiment, argv if argv is not None else sys.argv[1:])
         pace = f" ({steps} steps, a report every {base['eval_every']})" if steps else ""
         count = f"{args.extend} more trials" if args.extend else f"{trials} trials"
-        print(f"space {space.name}: {'2 studies' if args.compare_optimizers else '1 study'} × {count} × "
+        studies_text = f"{len(args.optimizers)} studies" if args.compare_optimizers else "1 study"
+        print(f"space {space.name}: {studies_text} × {count} × "
               f"{base['epochs']} epochs{pace}, model {model}, data {data_dir}; {resources.num_workers} worker(s) per "
               f"trial ({'GPU' if resources.use_gpu else 'CPU'}, {resources.cpus_per_worker} CPU each), "
               f"{resources.concurrency} at a time", file=sys.stderr)

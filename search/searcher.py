@@ -4,7 +4,8 @@ ASHA compares trials at rungs; a rung early in a schedule still near its peak lr
 optimizer starts fast, so the first rung sits at half the budget or later. A trial ASHA stops there
 is told to Optuna as PRUNED: OptunaSearch would tell it COMPLETE with its last score, and TPE would
 learn from a cut-short score as if it were final. Both work in whatever unit the study reports
-(time_attr): epochs, or optimiser steps when trials report every eval_every steps.
+(time_attr): epochs, or optimiser steps when trials report every eval_every steps. Trials get the
+space's params as TrainConfig keys (to_config): Optuna samples them under per-optimizer names.
 """
 from __future__ import annotations
 
@@ -31,9 +32,15 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     PRUNED: only the scheduler ends a trial early, and a pruned trial ranks by its last
     intermediate value among the pruned, never as a finished result."""
 
-    def __init__(self, *args, time_attr: str, max_t: int, **kwargs):
+    def __init__(self, *args, time_attr: str, max_t: int, to_config=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._time_attr, self._max_t = time_attr, max_t
+        self._time_attr, self._max_t, self._to_config = time_attr, max_t, to_config
+
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        # getattr: a searcher pickled before to_config existed restores without it
+        to_config = getattr(self, "_to_config", None)
+        return to_config(params) if to_config and isinstance(params, dict) else params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         reached = (result or {}).get(self._time_attr)

@@ -55,6 +55,7 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
     from search import optuna_store
     from search.searcher import PrunedAwareOptunaSearch, early_stopping
     from search.trainable import trainable
+    from spaces.base import optuna_params, train_config
 
     # A partial of the space's bound method pickles, so Tune can save the searcher for --resume.
     define_by_run = functools.partial(space.suggest, optimizers=study.optimizers)
@@ -69,8 +70,8 @@ def build_tuner(space, study: Study, base: dict, resources, storage: Path, callb
     time_attr, max_t = budget(base, study.total_steps)
     optuna_storage = optuna_store.open_storage(study.optuna_storage) if study.optuna_storage else None
     searcher = PrunedAwareOptunaSearch(space=define_by_run, metric=METRIC, mode=MODE, sampler=sampler,
-                                       points_to_evaluate=study.references or None, time_attr=time_attr,
-                                       max_t=max_t, storage=optuna_storage,
+                                       points_to_evaluate=[optuna_params(c) for c in study.references] or None,
+                                       time_attr=time_attr, max_t=max_t, to_config=train_config, storage=optuna_storage,
                                        study_name=study.optuna_study or study.tune_name)
     reporter = tune.CLIReporter(
         parameter_columns=["optimizer", "lr", "weight_decay", "scheduler"],

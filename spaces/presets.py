@@ -23,8 +23,10 @@ class Preset:
 
 def _paper_config(space: str, optimizer: str) -> dict:
     modernbert = space == "modernbert"
-    return {"optimizer": optimizer, "lr": 2e-6 if modernbert else 2e-5, "weight_decay": 0.01,
-            "scheduler": "cosine" if modernbert else "constant", "warmup_ratio": 0.0}
+    config = {"optimizer": optimizer, "lr": 2e-6 if modernbert else 2e-5, "weight_decay": 0.01,
+              "scheduler": "cosine" if modernbert else "constant", "warmup_ratio": 0.0}
+    # lion-pytorch's default beta2, which the space would otherwise sample
+    return {**config, "beta2": 0.99} if optimizer == "lion" else config
 
 
 PRESETS = {

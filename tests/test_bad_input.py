@@ -82,6 +82,8 @@ CASES = {
     "unknown preset": ("search.run", lambda d, t: ["--space", "minilm", "--preset", "nope"], "unknown preset 'nope'"),
     "bad registered model name": ("search.run", lambda d, t: ["--space", "minilm", "--register-model", "a/b"],
                                   "--register-model 'a/b'"),
+    "unknown optimizer": ("search.run", lambda d, t: ["--space", "minilm", "--optimizers", "adamw,sgd"],
+                          "adamw, lion, apollo, apollo_mini, muon, adamw_schedulefree"),
     "zero trials": ("search.run", lambda d, t: ["--space", "minilm", "--trials", "0"], "--trials"),
     "bad dev fraction": ("search.run", lambda d, t: ["--space", "minilm", "--dev-fraction", "1.5"], "--dev-fraction"),
     "bad folds": ("search.run", lambda d, t: ["--space", "minilm", "--folds", "1"], "--folds"),

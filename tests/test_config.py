@@ -23,7 +23,8 @@ def test_missing_required_key():
 
 @pytest.mark.parametrize("key,value", [("optimizer", "sgd"), ("scheduler", "step"), ("lr", 0.0),
                                        ("warmup_ratio", 1.0), ("batch_size", 0), ("beta2", 1.5),
-                                       ("dev_fraction", 0.0), ("eval_every", 0)])
+                                       ("dev_fraction", 0.0), ("eval_every", 0), ("wsd_decay_ratio", 0.0),
+                                       ("aux_lr", 1e-4)])
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(UsageError, match=repr(key)):
         TrainConfig.from_dict({**BASE, key: value})
@@ -61,3 +62,21 @@ def test_loss_defaults_to_pointwise_and_listwise_refuses_per_pair_settings():
 def test_margin_mse_is_refused_until_training_data_carries_teacher_scores():
     with pytest.raises(UsageError, match="'loss'='margin_mse': needs a teacher's score for each training pair"):
         TrainConfig.from_dict({**BASE, "loss": "margin_mse"})
+
+
+@pytest.mark.parametrize("values,key,why", [
+    ({"optimizer": "muon"}, "aux_lr", "muon needs the AdamW lr"),
+    ({"optimizer": "muon", "aux_lr": 0.0}, "aux_lr", "must be > 0"),
+    ({"optimizer": "adamw_schedulefree", "scheduler": "linear"}, "scheduler", "schedule-free"),
+    ({"scheduler": "wsd", "warmup_ratio": 0.5, "wsd_decay_ratio": 0.6}, "wsd_decay_ratio", "<= 1")])
+def test_optimizer_and_schedule_combinations(values, key, why):
+    with pytest.raises(UsageError, match=f"{key!r}.*{why}"):
+        TrainConfig.from_dict({**BASE, **values})
+
+
+def test_every_optimizer_and_schedule_builds():
+    from trainables.config import OPTIMIZERS, SCHEDULE_FREE, SCHEDULERS
+    for optimizer in OPTIMIZERS:
+        for scheduler in (("constant",) if optimizer in SCHEDULE_FREE else SCHEDULERS):
+            TrainConfig.from_dict({**BASE, "optimizer": optimizer, "scheduler": scheduler,
+                                   "aux_lr": 1e-5 if optimizer == "muon" else None})

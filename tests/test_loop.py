@@ -1,4 +1,5 @@
 """The per-worker loop under a real Ray Train TorchTrainer, on a tiny model and the embedded data."""
+import pytest
 from ray.train import CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -67,3 +68,19 @@ def test_prefetching_steps_changes_nothing_but_timing(ray_local, tiny_bert, tmp_
     ahead = fit(config(tiny_bert, epochs=1, prefetch_steps=2), tmp_path, "ahead")
     for key in ("train_loss", "ndcg_at_10", "step"):
         assert ahead.metrics[key] == inline.metrics[key], key
+
+
+@pytest.mark.parametrize("optimizer", ["adamw_schedulefree", "apollo_mini", "muon"])
+def test_new_optimizers_train_checkpoint_and_resume(ray_local, tiny_bert, tmp_path, optimizer):
+    # schedule-free: scored and saved in eval mode (its averaged weights), back in train mode to
+    # step on; APOLLO: its projector objects load weights-only; muon: both members' state resumes.
+    cfg = lambda epochs: config(tiny_bert, epochs=epochs, optimizer=optimizer, lr=1e-3,
+                                aux_lr=1e-3 if optimizer == "muon" else None)
+    first = fit(cfg(1), tmp_path, optimizer)
+    with first.checkpoint.as_directory() as directory:
+        saved = load_state(directory)["optimizer"]
+    if optimizer == "adamw_schedulefree":
+        assert not any(group["train_mode"] for group in saved["param_groups"])
+    resumed = fit(cfg(2), tmp_path, optimizer)  # the same name: continues from the checkpoint
+    assert resumed.error is None and [m["epoch"] for _, m in resumed.best_checkpoints] == [1, 2]
+    assert resumed.metrics["step"] == 2 * first.metrics["step"]

@@ -76,3 +76,23 @@ def test_trials_asked_for_but_never_saved_are_failed_on_restore(tmp_path):
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL] and orphan.number == 1
     assert fail_orphans(study, [kept]) == 0
+
+
+def test_trials_get_train_config_keys_while_optuna_keeps_per_optimizer_names():
+    import functools
+
+    import spaces
+    from spaces.base import optuna_params, train_config
+    from spaces.presets import PRESETS
+    from trainables.config import TrainConfig
+    space = spaces.get_space("minilm")
+    references = PRESETS["paper"].reference["minilm"]
+    searcher = PrunedAwareOptunaSearch(space=functools.partial(space.suggest, optimizers=("adamw", "lion")),
+                                       metric="ndcg_at_10", mode="max", time_attr="epoch", max_t=2,
+                                       points_to_evaluate=[optuna_params(c) for c in references],
+                                       to_config=train_config)
+    configs = [searcher.suggest(f"t{i}") for i in range(6)]
+    assert configs[:2] == references  # a preset's references arrive as they were written
+    for config, trial in zip(configs, searcher._ot_study.trials):
+        TrainConfig.from_dict({**config, "model": "m", "data_dir": "d"})  # every key a TrainConfig key
+        assert f"{config['optimizer']}_lr" in trial.params and "lr" not in trial.params

@@ -14,8 +14,10 @@ from typing import Any, Optional
 
 from trainables.errors import UsageError
 
-OPTIMIZERS = ("adamw", "lion")
-SCHEDULERS = ("constant", "linear", "cosine")
+# The one list of optimizers and schedules (trainables/optim.py builds each; spaces/ search them).
+OPTIMIZERS = ("adamw", "lion", "apollo", "apollo_mini", "muon", "adamw_schedulefree")
+SCHEDULE_FREE = ("adamw_schedulefree",)  # run with a constant schedule: they average their own iterates
+SCHEDULERS = ("constant", "linear", "cosine", "wsd")
 TRAINING_DATA = ("auto", "judged", "triples")
 LOSSES = ("pointwise", "listwise", "margin_mse")  # trainables/losses.py
 
@@ -32,8 +34,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     beta1: Optional[float] = None  # None: the optimiser's own default (AdamW 0.9/0.999, Lion 0.9/0.99)
     beta2: Optional[float] = None
+    # Muon only: the AdamW lr of the parameters Muon does not take (embeddings, norms, biases, head);
+    # `lr` is then Muon's own, for the encoder's hidden matrices.
+    aux_lr: Optional[float] = None
     scheduler: str = "linear"
     warmup_ratio: float = 0.1
+    wsd_decay_ratio: float = 0.1  # wsd: the final share of the steps over which lr decays linearly to 0
     grad_clip: float = 1.0
     # pointwise: BCE per pair; listwise: softmax cross-entropy over a query's positive and its hard
     # negatives (a group: 1 + negatives_per_query judged pairs, or a triple's 2), batch_size then a
@@ -125,6 +131,15 @@ class TrainConfig:
         need(self.lr > 0, "lr", "must be > 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        need(0 < self.wsd_decay_ratio <= 1, "wsd_decay_ratio", "must be in (0, 1]")
+        need(self.scheduler != "wsd" or self.warmup_ratio + self.wsd_decay_ratio <= 1, "wsd_decay_ratio",
+             "warmup_ratio + wsd_decay_ratio must be <= 1")
+        need(self.optimizer not in SCHEDULE_FREE or self.scheduler == "constant", "scheduler",
+             f"{self.optimizer} is schedule-free: it needs scheduler 'constant' (warmup still applies)")
+        need(self.optimizer != "muon" or self.aux_lr is not None, "aux_lr",
+             "muon needs the AdamW lr of its non-matrix parameters")
+        need(self.optimizer == "muon" or self.aux_lr is None, "aux_lr", "is for muon only")
+        need(self.aux_lr is None or self.aux_lr > 0, "aux_lr", "must be > 0")
         need(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
         for key in ("batch_size", "grad_accum", "epochs", "max_length", "rerank_depth",
                     "eval_batch_size", "negative_depth"):

@@ -30,7 +30,8 @@ from trainables.evaluate import candidates, mean_metrics
 from trainables.groups import training_groups
 from trainables.losses import group_size
 from trainables.models import load_reranker, loadable_dir
-from trainables.optim import build_optimizer, build_scheduler
+from trainables.optim import (build_optimizer, build_scheduler, evaluation_weights, load_optimizer_state,
+                              training_weights)
 from trainables.precision import autocast_dtype as choose_autocast
 from trainables.prefetch import ahead
 from trainables.scoring import evaluate_dev, evaluate_test
@@ -70,7 +71,7 @@ def train_loop_per_worker(config: dict) -> None:
     scheduler = build_scheduler(optimizer, cfg, total_steps=steps_each_epoch * cfg.epochs)
     step, first_epoch, skip = 0, 0, 0
     if state:  # mid-epoch too: continue that epoch's batch order after the steps already done
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
         first_epoch, skip = resume_point(state, steps_each_epoch)
@@ -96,6 +97,10 @@ def train_loop_per_worker(config: dict) -> None:
     def evaluate_and_report(step: int, steps_since: int, loss_sum: torch.Tensor) -> None:
         """Dev metrics after `step`, train figures of the steps since the last report, a checkpoint, and ray.train.report.
         Every rank calls it after the same step: it all-reduces and gathers."""
+        with evaluation_weights(optimizer):  # schedule-free: score and save the averaged weights
+            report(step, steps_since, loss_sum)
+
+    def report(step: int, steps_since: int, loss_sum: torch.Tensor) -> None:
         train_seconds = meter.train_seconds()
         started = time.perf_counter()
         metrics = evaluate_dev(unwrap(model), tokenizer, data, dev_pairs, cfg, device, autocast_dtype,
@@ -130,6 +135,7 @@ def train_loop_per_worker(config: dict) -> None:
     loss_sum, steps_since = torch.zeros((), device=device), 0
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
+        training_weights(optimizer)
         # Workers must agree: the order depends on (seed, epoch) only, so a resumed epoch is the same.
         batches = worker_batches(len(pairs), epoch, cfg.seed, cfg.batch_size, cfg.grad_accum, rank, world_size,
                                  lengths, trial_data.group)
