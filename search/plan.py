@@ -64,12 +64,17 @@ def study_names(groups, experiment: str, previous: dict | None, resume: bool, ex
 
 def ranges(space, groups) -> list[str]:
     """The searched ranges per optimizer, as Space.suggest samples them."""
-    from spaces.base import SCHEDULERS
-    optimizers = [opt for group in groups for opt in group]
-    lines = [f"  {opt}: lr {space.lr[opt][0]:.0e}..{space.lr[opt][1]:.0e} (log), weight_decay "
-             f"{space.weight_decay[opt][0]:.0e}..{space.weight_decay[opt][1]:.0e} (log)" for opt in optimizers]
-    return lines + [f"  every optimizer: scheduler {'|'.join(SCHEDULERS)}, warmup_ratio "
-                    f"{space.warmup_ratio[0]}..{space.warmup_ratio[1]}"]
+    from spaces.base import LION_BETA2, SCHEDULE_FREE, SCHEDULERS, WSD_DECAY_RATIO
+    lines = []
+    for opt in (opt for group in groups for opt in group):
+        extra = f", beta2 {'|'.join(map(str, LION_BETA2))}" if opt == "lion" else ""
+        if opt == "muon":
+            extra = f", aux_lr {space.lr['adamw'][0]:.0e}..{space.lr['adamw'][1]:.0e} (log)"
+        extra += ", scheduler constant (schedule-free)" if opt in SCHEDULE_FREE else ""
+        lines.append(f"  {opt}: lr {space.lr[opt][0]:.0e}..{space.lr[opt][1]:.0e} (log), weight_decay "
+                     f"{space.weight_decay[opt][0]:.0e}..{space.weight_decay[opt][1]:.0e} (log){extra}")
+    return lines + [f"  every optimizer: scheduler {'|'.join(SCHEDULERS)} (wsd_decay_ratio {WSD_DECAY_RATIO[0]}.."
+                    f"{WSD_DECAY_RATIO[1]} with wsd), warmup_ratio {space.warmup_ratio[0]}..{space.warmup_ratio[1]}"]
 
 
 def describe_resources(resources, args) -> str:

@@ -61,7 +61,7 @@ def test_a_complete_prepared_copy_in_storage_is_read_not_rebuilt(tmp_path):
 
 
 def test_study_names_new_resumed_and_extended():
-    groups = plan.study_groups(False)
+    groups = plan.study_groups(False, ("adamw", "lion"))
     assert [n[3] for n in plan.study_names(groups, "e", None, False, None)] == ["new"]
     record = {"status": "FINISHED", "studies": {"adamw+lion": {"tune_name": "e-1-adamw+lion", "status": "FINISHED",
                                                                 "optuna_study": "e-1-adamw+lion"}}}
@@ -71,13 +71,14 @@ def test_study_names_new_resumed_and_extended():
     record["studies"]["adamw+lion"]["status"] = "KILLED"
     assert plan.study_names(groups, "e", record, True, None)[0][1:] == ("e-1-adamw+lion", "e-1-adamw+lion",
                                                                        "KILLED: resumed")
-    assert len(plan.study_groups(True)) == 2
+    assert len(plan.study_groups(True, ("adamw", "lion"))) == 2
 
 
 def test_ranges_and_resources_lines():
     space = get_space("minilm")
-    lines = plan.ranges(space, plan.study_groups(False))
-    assert lines[0].startswith("  adamw: lr ") and "scheduler constant|linear|cosine" in lines[-1]
+    lines = plan.ranges(space, plan.study_groups(True, ("adamw", "lion", "muon", "adamw_schedulefree")))
+    assert lines[0].startswith("  adamw: lr ") and "scheduler constant|linear|cosine|wsd" in lines[-1]
+    assert "beta2 0.98|0.99" in lines[1] and "aux_lr" in lines[2] and "scheduler constant" in lines[3]
     args = SimpleNamespace(gpus_per_trial=None, workers_per_trial=None)
     assert "from the cluster's nodes" in plan.describe_resources(None, args)
     gpu = plan.describe_resources(TrialResources(3, True, 8, 2), args)

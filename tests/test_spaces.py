@@ -108,5 +108,5 @@ def test_loss_is_searched_only_when_a_space_offers_several():
     for _ in range(20):
         trial = study.ask()
         both.suggest(trial)
-        seen.add(TrainConfig.from_dict({**trial.params, "model": "m", "data_dir": "d"}).loss)
+        seen.add(TrainConfig.from_dict({**train_config(trial.params), "model": "m", "data_dir": "d"}).loss)
     assert seen == {"pointwise", "listwise"}
