@@ -286,7 +286,8 @@ class TextTable:
 def stream_tsv(path: Path, names: list[str]):
     """Record batches of a headerless, unquoted TSV; raises ArrowInvalid on a row of the wrong width.
     Each block is parsed on its own: Arrow's streaming reader reads ahead by many blocks."""
-    options = (pacsv.ReadOptions(column_names=names, use_threads=False),
+    # One batch per block: id lookups hash the whole id column once per batch.
+    options = (pacsv.ReadOptions(column_names=names, use_threads=False, block_size=2 * BLOCK),
                pacsv.ParseOptions(delimiter="\t", quote_char=False),
                pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
                                     quoted_strings_can_be_null=False))
